@@ -1,0 +1,3 @@
+//! SocketBox: a WebSocket server.
+#![forbid(unsafe_code)]
+pub mod protocol;

@@ -1,0 +1,885 @@
+//! One server-side WebSocket connection after the opening handshake, as a
+//! state machine with no I/O: bytes in, [`Event`]s out, and bytes to send.
+//!
+//! It implements RFC 6455 sections 5 (framing: 5.1 masking rules, 5.2 the
+//! base framing protocol, 5.4 fragmentation, 5.5 control frames, 5.6 data
+//! frames), 7 (closing the connection) and 8.1 (UTF-8 handling).
+//!
+//! The I/O layer drives it like this:
+//!
+//! 1. read socket bytes into [`Connection::read_space`], then call
+//!    [`Connection::commit_read`] (or hand over a slice with
+//!    [`Connection::receive`]);
+//! 2. call [`Connection::next_event`] until it returns `Ok(None)`;
+//! 3. write out [`Connection::output`] and call [`Connection::clear_output`];
+//! 4. when [`Connection::state`] is [`State::Closed`], close the TCP
+//!    connection (RFC 6455 7.1.1: the server closes TCP first).
+//!
+//! Payload bytes are processed as they arrive rather than when a frame is
+//! complete: they are unmasked, checked for UTF-8 and appended to the
+//! message, so invalid text fails the connection at the first bad byte and a
+//! frame's size never has to fit in the read buffer. Memory is bounded by the
+//! read chunk plus `max_message`: a frame that would make a message longer
+//! than the limit fails the connection when its header arrives.
+//!
+//! Every rule violation is a [`ProtocolError`], and [`ProtocolError::close_code`]
+//! is the one place that chooses the close code a violation earns.
+
+use std::fmt;
+
+use super::close::{close_payload, parse_close_payload, CloseCode, CloseError, CloseFrame};
+use super::frame::{
+    write_frame, FrameHeader, HeaderError, HeaderParse, OpCode, MAX_CONTROL_PAYLOAD,
+};
+use super::mask::apply_mask;
+use super::utf8::Utf8Validator;
+
+/// How many bytes the read buffer offers per read.
+pub const READ_CHUNK: usize = 8 * 1024;
+
+/// Limits for one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Largest message, in payload bytes summed over its fragments, that is
+    /// accepted. A message of exactly this size is accepted.
+    pub max_message: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_message: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Where the closing handshake stands (RFC 6455 7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Messages flow both ways.
+    Open,
+    /// The server has sent its Close frame and waits for the peer's; data
+    /// that still arrives is discarded.
+    CloseSent,
+    /// Both Close frames have been exchanged (or the input cannot be parsed
+    /// any more): once the output is flushed, close the TCP connection.
+    Closed,
+}
+
+/// A complete data message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A text message; always valid UTF-8.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+}
+
+/// Something the peer did that the application may want to know about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A whole message arrived.
+    Message(Message),
+    /// A ping arrived; its pong is already queued in the output.
+    Ping(Vec<u8>),
+    /// A pong arrived.
+    Pong(Vec<u8>),
+    /// The peer's Close frame arrived (`None`: it carried no status code).
+    /// If the peer started the closing handshake, our answering Close is
+    /// already queued. The state is now [`State::Closed`].
+    Close(Option<CloseFrame>),
+}
+
+/// A rule of RFC 6455 the peer broke. The connection has queued a Close
+/// frame with [`ProtocolError::close_code`] and entered [`State::CloseSent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// The frame header itself is malformed.
+    Header(HeaderError),
+    /// RSV bits set with no extension negotiated.
+    ReservedBits(u8),
+    /// An opcode RFC 6455 reserves.
+    ReservedOpcode(u8),
+    /// A frame from the client without a mask.
+    Unmasked,
+    /// A control frame longer than 125 bytes.
+    ControlFrameTooLong(u64),
+    /// A control frame with FIN clear.
+    FragmentedControlFrame,
+    /// A continuation frame with no message to continue.
+    UnexpectedContinuation,
+    /// A new text or binary frame while a fragmented message is unfinished.
+    ExpectedContinuation,
+    /// A message over the configured limit.
+    MessageTooBig {
+        /// The limit it broke.
+        limit: usize,
+    },
+    /// Text that is not UTF-8.
+    InvalidUtf8,
+    /// A malformed Close frame.
+    BadClose(CloseError),
+}
+
+impl ProtocolError {
+    /// The close code this violation earns: the one place that decides it.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            // RFC 6455 7.4.1: 1007 "indicates that an endpoint is terminating
+            // the connection because it has received data within a message
+            // that was not consistent with the type of the message (e.g.,
+            // non-UTF-8 [RFC3629] data within a text message)".
+            ProtocolError::InvalidUtf8 | ProtocolError::BadClose(CloseError::ReasonNotUtf8) => {
+                CloseCode::INVALID_PAYLOAD
+            }
+            // 1009 "a message that is too big for it to process".
+            ProtocolError::MessageTooBig { .. } => CloseCode::MESSAGE_TOO_BIG,
+            // 1002 "terminating the connection due to a protocol error".
+            _ => CloseCode::PROTOCOL_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::Header(e) => write!(f, "bad frame header: {e}"),
+            ProtocolError::ReservedBits(bits) => {
+                write!(f, "RSV bits {bits:03b} set without an extension")
+            }
+            ProtocolError::ReservedOpcode(op) => write!(f, "reserved opcode 0x{op:X}"),
+            ProtocolError::Unmasked => f.write_str("client frame not masked"),
+            ProtocolError::ControlFrameTooLong(len) => write!(f, "control frame of {len} bytes"),
+            ProtocolError::FragmentedControlFrame => f.write_str("fragmented control frame"),
+            ProtocolError::UnexpectedContinuation => {
+                f.write_str("continuation frame with no message to continue")
+            }
+            ProtocolError::ExpectedContinuation => {
+                f.write_str("new message before the previous one ended")
+            }
+            ProtocolError::MessageTooBig { limit } => write!(f, "message over {limit} bytes"),
+            ProtocolError::InvalidUtf8 => f.write_str("text message is not UTF-8"),
+            ProtocolError::BadClose(e) => write!(f, "bad close frame: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// The kind of the message being assembled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MessageKind {
+    Text,
+    Binary,
+}
+
+/// The frame whose payload is arriving.
+#[derive(Debug, Clone, Copy)]
+struct FrameInProgress {
+    header: FrameHeader,
+    /// Payload bytes of this frame already processed.
+    received: u64,
+}
+
+impl FrameInProgress {
+    fn remaining(&self) -> u64 {
+        self.header.payload_len - self.received
+    }
+}
+
+/// The server side of one WebSocket connection.
+#[derive(Debug)]
+pub struct Connection {
+    config: Config,
+    state: State,
+    /// The Close we sent was because the peer broke a rule: from then on its
+    /// data is skipped unchecked while we wait for its Close.
+    failed: bool,
+    /// Received bytes; `input[start..end]` is not processed yet.
+    input: Vec<u8>,
+    start: usize,
+    end: usize,
+    frame: Option<FrameInProgress>,
+    /// The kind of the fragmented message in progress, if any.
+    message_kind: Option<MessageKind>,
+    message: Vec<u8>,
+    utf8: Utf8Validator,
+    output: Vec<u8>,
+}
+
+impl Connection {
+    /// A connection in the [`State::Open`] state, right after the handshake.
+    pub fn new(config: Config) -> Self {
+        Connection {
+            config,
+            state: State::Open,
+            failed: false,
+            input: Vec::new(),
+            start: 0,
+            end: 0,
+            frame: None,
+            message_kind: None,
+            message: Vec::new(),
+            utf8: Utf8Validator::new(),
+            output: Vec::new(),
+        }
+    }
+
+    /// The connection's limits.
+    pub fn config(&self) -> Config {
+        self.config
+    }
+
+    /// Where the closing handshake stands.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Free space to read socket bytes into; follow with [`Self::commit_read`].
+    pub fn read_space(&mut self) -> &mut [u8] {
+        self.compact_input();
+        if self.input.len() - self.end < READ_CHUNK {
+            self.input.resize(self.end + READ_CHUNK, 0);
+        }
+        &mut self.input[self.end..]
+    }
+
+    /// Record that `n` bytes were read into [`Self::read_space`].
+    pub fn commit_read(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.input.len());
+    }
+
+    /// Hand over received bytes by copying them in.
+    pub fn receive(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let space = self.read_space();
+            let n = space.len().min(bytes.len());
+            space[..n].copy_from_slice(&bytes[..n]);
+            self.commit_read(n);
+            bytes = &bytes[n..];
+        }
+    }
+
+    /// Received bytes not yet turned into events.
+    pub fn buffered_input(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Bytes waiting to be sent to the peer.
+    pub fn output(&self) -> &[u8] {
+        &self.output
+    }
+
+    /// Forget the output, after it has been sent.
+    pub fn clear_output(&mut self) {
+        self.output.clear();
+        if self.output.capacity() > 4 * READ_CHUNK {
+            self.output = Vec::new();
+        }
+    }
+
+    /// Take the output, leaving it empty.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
+    }
+
+    /// Queue a text message. Returns false (and sends nothing) once the
+    /// closing handshake has begun.
+    pub fn send_text(&mut self, text: &str) -> bool {
+        self.send(OpCode::Text, text.as_bytes())
+    }
+
+    /// Queue a binary message; false once the closing handshake has begun.
+    pub fn send_binary(&mut self, data: &[u8]) -> bool {
+        self.send(OpCode::Binary, data)
+    }
+
+    /// Queue a ping (at most 125 bytes of payload are sent).
+    pub fn send_ping(&mut self, payload: &[u8]) -> bool {
+        let len = payload.len().min(MAX_CONTROL_PAYLOAD);
+        self.send(OpCode::Ping, &payload[..len])
+    }
+
+    fn send(&mut self, opcode: OpCode, payload: &[u8]) -> bool {
+        // RFC 6455 5.5.1: "After sending a Close frame, the endpoint MUST NOT
+        // send any further data frames."
+        if self.state != State::Open {
+            return false;
+        }
+        write_frame(&mut self.output, opcode, payload);
+        true
+    }
+
+    /// Start the closing handshake (RFC 6455 7.1.2). Does nothing unless open.
+    pub fn close(&mut self, code: CloseCode, reason: &str) {
+        if self.state == State::Open {
+            write_frame(
+                &mut self.output,
+                OpCode::Close,
+                &close_payload(code, reason),
+            );
+            self.state = State::CloseSent;
+        }
+    }
+
+    /// _Fail the WebSocket Connection_ (RFC 6455 7.1.7): send a Close frame
+    /// with the code the error earns and stop trusting the peer's data.
+    fn fail(&mut self, error: ProtocolError) -> ProtocolError {
+        self.close(error.close_code(), &error.to_string());
+        self.failed = true;
+        self.message_kind = None;
+        self.message = Vec::new();
+        self.utf8.reset();
+        error
+    }
+
+    /// The input is beyond parsing: stop reading; the TCP connection closes.
+    fn give_up(&mut self) {
+        self.state = State::Closed;
+        self.start = self.end;
+    }
+
+    fn compact_input(&mut self) {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.start > 0 {
+            self.input.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+    }
+
+    /// Turn buffered input into the next event. `Ok(None)`: more input is
+    /// needed (or the connection is closed). After an `Err`, keep calling: the
+    /// connection looks for the peer's Close while the output flushes ours.
+    pub fn next_event(&mut self) -> Result<Option<Event>, ProtocolError> {
+        loop {
+            if self.state == State::Closed {
+                self.start = self.end;
+                return Ok(None);
+            }
+            let Some(frame) = self.frame else {
+                if !self.start_frame()? {
+                    return Ok(None);
+                }
+                continue;
+            };
+            if frame.header.opcode.is_control() {
+                // Control payloads are at most 125 bytes: wait for all of it.
+                let len = frame.header.payload_len as usize;
+                if self.end - self.start < len {
+                    return Ok(None);
+                }
+                let mut payload = self.input[self.start..self.start + len].to_vec();
+                if let Some(key) = frame.header.mask {
+                    apply_mask(&mut payload, key, 0);
+                }
+                self.start += len;
+                self.frame = None;
+                if let Some(event) = self.control_frame(frame.header.opcode, payload)? {
+                    return Ok(Some(event));
+                }
+            } else if let Some(message) = self.data_payload(frame)? {
+                return Ok(Some(Event::Message(message)));
+            } else if self.frame.is_some() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Parse the next frame header, if it has arrived, and check it against
+    /// what a client may send. Returns whether a frame was started.
+    fn start_frame(&mut self) -> Result<bool, ProtocolError> {
+        let (header, header_len) = match FrameHeader::parse(&self.input[self.start..self.end]) {
+            Ok(HeaderParse::Complete { header, header_len }) => (header, header_len),
+            Ok(HeaderParse::Incomplete { .. }) => return Ok(false),
+            Err(e) => return Err(self.reject(ProtocolError::Header(e))),
+        };
+        self.start += header_len;
+        if let Err(e) = self.check_header(&header) {
+            return Err(self.reject(e));
+        }
+        self.frame = Some(FrameInProgress {
+            header,
+            received: 0,
+        });
+        Ok(true)
+    }
+
+    /// A frame we cannot accept: fail the connection, or, if it already
+    /// failed, stop parsing altogether.
+    fn reject(&mut self, error: ProtocolError) -> ProtocolError {
+        if self.state == State::Open {
+            self.fail(error)
+        } else {
+            self.give_up();
+            error
+        }
+    }
+
+    fn check_header(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
+        // RFC 6455 5.2: RSV1-3 "MUST be 0 unless an extension is negotiated
+        // that defines meanings for non-zero values. If a nonzero value is
+        // received and none of the negotiated extensions defines the meaning
+        // of such a nonzero value, the receiving endpoint MUST _Fail the
+        // WebSocket Connection_." We negotiate no extension.
+        if header.rsv != 0 {
+            return Err(ProtocolError::ReservedBits(header.rsv));
+        }
+        // RFC 6455 5.2: "If an unknown opcode is received, the receiving
+        // endpoint MUST _Fail the WebSocket Connection_."
+        if let OpCode::Reserved(bits) = header.opcode {
+            return Err(ProtocolError::ReservedOpcode(bits));
+        }
+        // RFC 6455 5.1: "The server MUST close the connection upon receiving
+        // a frame that is not masked."
+        if header.mask.is_none() {
+            return Err(ProtocolError::Unmasked);
+        }
+        if header.opcode.is_control() {
+            // RFC 6455 5.5: "All control frames MUST have a payload length of
+            // 125 bytes or less and MUST NOT be fragmented."
+            if header.payload_len > MAX_CONTROL_PAYLOAD as u64 {
+                return Err(ProtocolError::ControlFrameTooLong(header.payload_len));
+            }
+            if !header.fin {
+                return Err(ProtocolError::FragmentedControlFrame);
+            }
+            return Ok(());
+        }
+        if self.failed || self.state != State::Open {
+            // Data after our Close is skipped, not judged.
+            return Ok(());
+        }
+        // RFC 6455 5.4: a fragmented message is one frame with FIN clear and
+        // a non-zero opcode, any number of continuation frames (opcode 0),
+        // and a final continuation frame with FIN set.
+        match (header.opcode, self.message_kind) {
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Text | OpCode::Binary, Some(_)) => {
+                return Err(ProtocolError::ExpectedContinuation)
+            }
+            _ => {}
+        }
+        let limit = self.config.max_message as u64;
+        if header.payload_len > limit - (self.message.len() as u64).min(limit) {
+            return Err(ProtocolError::MessageTooBig {
+                limit: self.config.max_message,
+            });
+        }
+        Ok(())
+    }
+
+    /// Take in the payload bytes of a data frame that have arrived; returns
+    /// the message when its last byte is in.
+    fn data_payload(
+        &mut self,
+        mut frame: FrameInProgress,
+    ) -> Result<Option<Message>, ProtocolError> {
+        let available = (self.end - self.start) as u64;
+        let take = frame.remaining().min(available) as usize;
+        let skipping = self.state != State::Open;
+        if frame.received == 0 && !skipping {
+            match frame.header.opcode {
+                OpCode::Text => self.message_kind = Some(MessageKind::Text),
+                OpCode::Binary => self.message_kind = Some(MessageKind::Binary),
+                _ => {}
+            }
+            if self.message.capacity() == 0 && frame.header.fin {
+                self.message
+                    .reserve_exact(frame.header.payload_len as usize);
+            }
+        }
+        let chunk = &mut self.input[self.start..self.start + take];
+        let offset = frame.received as usize;
+        self.start += take;
+        frame.received += take as u64;
+        self.frame = (frame.remaining() > 0).then_some(frame);
+        if !skipping {
+            if let Some(key) = frame.header.mask {
+                apply_mask(chunk, key, offset);
+            }
+            if self.message_kind == Some(MessageKind::Text) && self.utf8.feed(chunk).is_err() {
+                return Err(self.fail(ProtocolError::InvalidUtf8));
+            }
+            self.message.extend_from_slice(chunk);
+        }
+        if self.frame.is_some() || skipping || !frame.header.fin {
+            return Ok(None);
+        }
+        let bytes = std::mem::take(&mut self.message);
+        match self.message_kind.take() {
+            Some(MessageKind::Text) => {
+                // RFC 6455 8.1: a code point cut off by the end of the message.
+                if self.utf8.finish().is_err() {
+                    return Err(self.fail(ProtocolError::InvalidUtf8));
+                }
+                match String::from_utf8(bytes) {
+                    Ok(text) => Ok(Some(Message::Text(text))),
+                    Err(_) => Err(self.fail(ProtocolError::InvalidUtf8)),
+                }
+            }
+            _ => Ok(Some(Message::Binary(bytes))),
+        }
+    }
+
+    fn control_frame(
+        &mut self,
+        opcode: OpCode,
+        payload: Vec<u8>,
+    ) -> Result<Option<Event>, ProtocolError> {
+        match opcode {
+            OpCode::Ping => {
+                if self.state == State::Open {
+                    // RFC 6455 5.5.2: "Upon receipt of a Ping frame, an
+                    // endpoint MUST send a Pong frame in response", and 5.5.3:
+                    // "A Pong frame sent in response to a Ping frame must
+                    // have identical "Application data"".
+                    write_frame(&mut self.output, OpCode::Pong, &payload);
+                }
+                Ok(Some(Event::Ping(payload)))
+            }
+            // RFC 6455 5.5.3: "A response to an unsolicited Pong frame is not
+            // expected."
+            OpCode::Pong => Ok(Some(Event::Pong(payload))),
+            _ => self.close_frame(&payload).map(Some),
+        }
+    }
+
+    fn close_frame(&mut self, payload: &[u8]) -> Result<Event, ProtocolError> {
+        let parsed = parse_close_payload(payload);
+        if self.state == State::Open {
+            let frame = parsed.map_err(|e| self.fail(ProtocolError::BadClose(e)))?;
+            // RFC 6455 5.5.1: "If an endpoint receives a Close frame and did
+            // not previously send a Close frame, the endpoint MUST send a
+            // Close frame in response. (When sending a Close frame in
+            // response, the endpoint typically echos the status code it
+            // received.)"
+            let reply = match &frame {
+                Some(frame) => close_payload(frame.code, ""),
+                None => Vec::new(),
+            };
+            write_frame(&mut self.output, OpCode::Close, &reply);
+            self.state = State::Closed;
+            return Ok(Event::Close(frame));
+        }
+        // The peer's answer to our Close: the closing handshake is complete.
+        self.state = State::Closed;
+        Ok(Event::Close(parsed.ok().flatten()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+    /// A masked client frame.
+    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        FrameHeader {
+            fin,
+            rsv: 0,
+            opcode: OpCode::from_bits(opcode),
+            mask: Some(KEY),
+            payload_len: payload.len() as u64,
+        }
+        .write(&mut out);
+        let mut masked = payload.to_vec();
+        apply_mask(&mut masked, KEY, 0);
+        out.extend_from_slice(&masked);
+        out
+    }
+
+    fn events(conn: &mut Connection) -> Result<Vec<Event>, ProtocolError> {
+        let mut all = Vec::new();
+        while let Some(e) = conn.next_event()? {
+            all.push(e);
+        }
+        Ok(all)
+    }
+
+    fn conn() -> Connection {
+        Connection::new(Config { max_message: 1000 })
+    }
+
+    fn close_code_sent(conn: &Connection) -> u16 {
+        let out = conn.output();
+        let close_at = out
+            .windows(1)
+            .position(|w| w[0] == 0x88)
+            .expect("a close frame in the output");
+        u16::from_be_bytes([out[close_at + 2], out[close_at + 3]])
+    }
+
+    #[test]
+    fn rfc_masked_hello() {
+        let mut c = conn();
+        c.receive(&[
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ]);
+        assert_eq!(
+            events(&mut c),
+            Ok(vec![Event::Message(Message::Text("Hello".into()))])
+        );
+    }
+
+    #[test]
+    fn byte_by_byte_gives_the_same_events() {
+        let mut stream = frame(false, 1, "Hel".as_bytes());
+        stream.extend(frame(true, 9, b"ping!"));
+        stream.extend(frame(true, 0, "lo κόσμε".as_bytes()));
+        stream.extend(frame(true, 2, &[0, 1, 2]));
+        stream.extend(frame(true, 8, &[0x03, 0xe8]));
+        let mut whole = conn();
+        whole.receive(&stream);
+        let expected = events(&mut whole).unwrap();
+        assert_eq!(expected.len(), 4);
+        let mut bytewise = conn();
+        let mut got = Vec::new();
+        for b in &stream {
+            bytewise.receive(std::slice::from_ref(b));
+            got.extend(events(&mut bytewise).unwrap());
+        }
+        assert_eq!(got, expected);
+        assert_eq!(bytewise.output(), whole.output());
+        assert_eq!(bytewise.state(), State::Closed);
+    }
+
+    #[test]
+    fn fragmented_message_with_interleaved_ping() {
+        let mut c = conn();
+        c.receive(&frame(false, 1, b"frag"));
+        c.receive(&frame(true, 9, b"x"));
+        c.receive(&frame(false, 0, b"men"));
+        c.receive(&frame(true, 0, b"ted"));
+        assert_eq!(
+            events(&mut c),
+            Ok(vec![
+                Event::Ping(b"x".to_vec()),
+                Event::Message(Message::Text("fragmented".into()))
+            ])
+        );
+        assert_eq!(c.output(), &[0x8A, 0x01, b'x']);
+    }
+
+    #[test]
+    fn empty_messages() {
+        let mut c = conn();
+        c.receive(&frame(true, 1, b""));
+        c.receive(&frame(false, 2, b""));
+        c.receive(&frame(true, 0, b""));
+        assert_eq!(
+            events(&mut c),
+            Ok(vec![
+                Event::Message(Message::Text(String::new())),
+                Event::Message(Message::Binary(Vec::new()))
+            ])
+        );
+    }
+
+    fn fails_with(stream: &[u8], code: u16) -> ProtocolError {
+        let mut c = conn();
+        c.receive(stream);
+        let err = events(&mut c).expect_err("the connection should fail");
+        assert_eq!(err.close_code().0, code, "{err}");
+        assert_eq!(close_code_sent(&c), code);
+        assert_eq!(c.state(), State::CloseSent);
+        err
+    }
+
+    #[test]
+    fn header_rules() {
+        let mut rsv = frame(true, 1, b"x");
+        rsv[0] |= 0x40;
+        assert_eq!(fails_with(&rsv, 1002), ProtocolError::ReservedBits(0b100));
+        assert_eq!(
+            fails_with(&frame(true, 3, b""), 1002),
+            ProtocolError::ReservedOpcode(3)
+        );
+        assert_eq!(
+            fails_with(&frame(true, 0xB, b""), 1002),
+            ProtocolError::ReservedOpcode(0xB)
+        );
+        assert_eq!(
+            fails_with(&[0x81, 0x01, b'x'], 1002),
+            ProtocolError::Unmasked
+        );
+        assert_eq!(
+            fails_with(&frame(true, 9, &[0; 126]), 1002),
+            ProtocolError::ControlFrameTooLong(126)
+        );
+        assert_eq!(
+            fails_with(&frame(false, 9, b""), 1002),
+            ProtocolError::FragmentedControlFrame
+        );
+        assert_eq!(
+            fails_with(&frame(true, 0, b"x"), 1002),
+            ProtocolError::UnexpectedContinuation
+        );
+        let mut two_starts = frame(false, 1, b"a");
+        two_starts.extend(frame(true, 1, b"b"));
+        assert_eq!(
+            fails_with(&two_starts, 1002),
+            ProtocolError::ExpectedContinuation
+        );
+        assert_eq!(
+            fails_with(&[0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4], 1002),
+            ProtocolError::Header(HeaderError::LengthHighBitSet)
+        );
+    }
+
+    #[test]
+    fn message_size_limit() {
+        let mut c = conn();
+        c.receive(&frame(true, 2, &[7; 1000]));
+        assert_eq!(
+            events(&mut c).unwrap().len(),
+            1,
+            "exactly the limit is accepted"
+        );
+        let mut over = frame(false, 2, &[7; 600]);
+        over.extend(frame(true, 0, &[7; 401]));
+        assert_eq!(
+            fails_with(&over, 1009),
+            ProtocolError::MessageTooBig { limit: 1000 }
+        );
+        // The header alone is enough to refuse: no payload is buffered.
+        let mut c = conn();
+        c.receive(&[0x82, 0xFF, 0, 0, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4]);
+        assert!(events(&mut c).is_err());
+        assert_eq!(c.buffered_input(), 0);
+    }
+
+    #[test]
+    fn utf8_fails_fast_inside_a_frame() {
+        // The frame announces 20 bytes but only the bad prefix has arrived.
+        let payload =
+            b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80\x65\x64\x69\x74\x65";
+        let whole = frame(true, 1, payload);
+        let mut c = conn();
+        c.receive(&whole[..6 + 12]);
+        assert_eq!(events(&mut c), Ok(vec![]));
+        c.receive(&whole[18..19]);
+        assert_eq!(events(&mut c), Err(ProtocolError::InvalidUtf8));
+        assert_eq!(close_code_sent(&c), 1007);
+    }
+
+    #[test]
+    fn utf8_split_across_frames() {
+        let text = "κόσμε".as_bytes();
+        let mut ok = conn();
+        for split in 0..=text.len() {
+            ok.receive(&frame(false, 1, &text[..split]));
+            ok.receive(&frame(true, 0, &text[split..]));
+        }
+        assert_eq!(events(&mut ok).unwrap().len(), text.len() + 1);
+        // A code point left unfinished by the last fragment.
+        let mut cut = frame(false, 1, b"ok");
+        cut.extend(frame(true, 0, b"\xce"));
+        assert_eq!(fails_with(&cut, 1007), ProtocolError::InvalidUtf8);
+    }
+
+    #[test]
+    fn peer_close_is_echoed_and_closes() {
+        let mut c = conn();
+        c.receive(&frame(true, 8, b"\x03\xe8bye"));
+        assert_eq!(
+            events(&mut c),
+            Ok(vec![Event::Close(Some(CloseFrame {
+                code: CloseCode::NORMAL,
+                reason: "bye".into()
+            }))])
+        );
+        assert_eq!(c.output(), &[0x88, 0x02, 0x03, 0xe8]);
+        assert_eq!(c.state(), State::Closed);
+        assert!(!c.send_text("too late"));
+        // An empty close is answered with an empty close.
+        let mut c = conn();
+        c.receive(&frame(true, 8, b""));
+        assert_eq!(events(&mut c), Ok(vec![Event::Close(None)]));
+        assert_eq!(c.output(), &[0x88, 0x00]);
+    }
+
+    #[test]
+    fn bad_close_frames() {
+        assert_eq!(
+            fails_with(&frame(true, 8, &[3]), 1002),
+            ProtocolError::BadClose(CloseError::OneByte)
+        );
+        assert_eq!(
+            fails_with(&frame(true, 8, &[0x03, 0xed]), 1002),
+            ProtocolError::BadClose(CloseError::InvalidCode(1005))
+        );
+        assert_eq!(
+            fails_with(&frame(true, 8, b"\x03\xe8\xff"), 1007),
+            ProtocolError::BadClose(CloseError::ReasonNotUtf8)
+        );
+    }
+
+    #[test]
+    fn server_close_waits_for_the_peer() {
+        let mut c = conn();
+        c.close(CloseCode::GOING_AWAY, "shutting down");
+        assert_eq!(c.state(), State::CloseSent);
+        assert_eq!(close_code_sent(&c), 1001);
+        c.clear_output();
+        // Data still in flight is discarded, pings are not answered.
+        c.receive(&frame(true, 1, b"late"));
+        c.receive(&frame(true, 9, b""));
+        c.receive(&frame(true, 8, b"\x03\xe9"));
+        let got = events(&mut c).unwrap();
+        assert_eq!(
+            got.last(),
+            Some(&Event::Close(Some(CloseFrame {
+                code: CloseCode::GOING_AWAY,
+                reason: String::new()
+            })))
+        );
+        assert_eq!(c.state(), State::Closed);
+        assert!(c.output().is_empty());
+    }
+
+    #[test]
+    fn after_failure_the_peer_close_is_still_found() {
+        let mut stream = frame(true, 1, b"\xff");
+        stream.extend(frame(true, 1, b"\xff more junk"));
+        stream.extend(frame(true, 8, b"\x03\xef"));
+        let mut c = conn();
+        c.receive(&stream);
+        assert_eq!(c.next_event(), Err(ProtocolError::InvalidUtf8));
+        assert!(matches!(
+            events(&mut c).unwrap().last(),
+            Some(Event::Close(_))
+        ));
+        assert_eq!(c.state(), State::Closed);
+    }
+
+    #[test]
+    fn server_frames() {
+        let mut c = conn();
+        assert!(c.send_text("Hello"));
+        assert!(c.send_binary(&[1, 2]));
+        assert!(c.send_ping(b""));
+        assert_eq!(
+            c.output(),
+            &[0x81, 5, b'H', b'e', b'l', b'l', b'o', 0x82, 2, 1, 2, 0x89, 0]
+        );
+    }
+
+    #[test]
+    fn input_stays_small_for_large_messages() {
+        let mut c = Connection::new(Config::default());
+        let big = frame(true, 2, &vec![9; 1 << 20]);
+        let mut got = Vec::new();
+        for chunk in big.chunks(5000) {
+            c.receive(chunk);
+            got.extend(events(&mut c).unwrap());
+            assert!(c.buffered_input() < 14);
+            assert!(c.input.len() <= 2 * READ_CHUNK);
+        }
+        assert_eq!(got, vec![Event::Message(Message::Binary(vec![9; 1 << 20]))]);
+    }
+}

@@ -1,0 +1,20 @@
+//! The WebSocket protocol itself, RFC 6455, with no I/O: every function here
+//! turns bytes into values or values into bytes, so tests and fuzz targets
+//! drive it directly and the server is a thin loop around it.
+//!
+//! | module | RFC 6455 | owns |
+//! | --- | --- | --- |
+//! | [`frame`] | 5.2 | the frame header: parse and write |
+//! | [`mask`] | 5.3 | client-to-server masking |
+//! | [`utf8`] | 5.6, 8.1 | incremental, fail-fast UTF-8 validation |
+//! | [`close`] | 5.5.1, 7.4 | Close frame payloads and status codes |
+//! | [`connection`] | 5, 7 | one connection's state machine: messages, control frames, closing |
+
+pub mod close;
+pub mod connection;
+pub mod frame;
+pub mod mask;
+pub mod utf8;
+
+pub use close::{CloseCode, CloseFrame};
+pub use connection::{Config, Connection, Event, Message, ProtocolError, State};
