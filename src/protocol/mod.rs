@@ -4,6 +4,7 @@
 //!
 //! | module | RFC 6455 | owns |
 //! | --- | --- | --- |
+//! | [`handshake`] | 4.1, 4.2 | the HTTP/1.1 Upgrade request and the 101 response |
 //! | [`frame`] | 5.2 | the frame header: parse and write |
 //! | [`mask`] | 5.3 | client-to-server masking |
 //! | [`utf8`] | 5.6, 8.1 | incremental, fail-fast UTF-8 validation |
@@ -13,6 +14,7 @@
 pub mod close;
 pub mod connection;
 pub mod frame;
+pub mod handshake;
 pub mod mask;
 pub mod utf8;
 
