@@ -205,6 +205,8 @@ pub struct Connection {
     message: Vec<u8>,
     utf8: Utf8Validator,
     output: Vec<u8>,
+    /// Where in `output` the Close frame we queued starts, while unsent.
+    close_at: Option<usize>,
 }
 
 impl Connection {
@@ -222,6 +224,7 @@ impl Connection {
             message: Vec::new(),
             utf8: Utf8Validator::new(),
             output: Vec::new(),
+            close_at: None,
         }
     }
 
@@ -272,6 +275,7 @@ impl Connection {
 
     /// Forget the output, after it has been sent.
     pub fn clear_output(&mut self) {
+        self.close_at = None;
         self.output.clear();
         if self.output.capacity() > 4 * READ_CHUNK {
             self.output = Vec::new();
@@ -280,6 +284,7 @@ impl Connection {
 
     /// Take the output, leaving it empty.
     pub fn take_output(&mut self) -> Vec<u8> {
+        self.close_at = None;
         std::mem::take(&mut self.output)
     }
 
@@ -313,6 +318,7 @@ impl Connection {
     /// Start the closing handshake (RFC 6455 7.1.2). Does nothing unless open.
     pub fn close(&mut self, code: CloseCode, reason: &str) {
         if self.state == State::Open {
+            self.close_at = Some(self.output.len());
             write_frame(
                 &mut self.output,
                 OpCode::Close,
@@ -320,6 +326,21 @@ impl Connection {
             );
             self.state = State::CloseSent;
         }
+    }
+
+    /// Queue a last text message *ahead of* the Close frame the connection
+    /// has queued and not yet handed out, so that an application can say
+    /// why before the connection closes (SocketBox sends ERROR 41300 before
+    /// Close 1009). Returns false when there is no such Close frame.
+    pub fn send_text_before_close(&mut self, text: &str) -> bool {
+        let Some(at) = self.close_at else {
+            return false;
+        };
+        let close = self.output.split_off(at);
+        write_frame(&mut self.output, OpCode::Text, text.as_bytes());
+        self.close_at = Some(self.output.len());
+        self.output.extend_from_slice(&close);
+        true
     }
 
     /// _Fail the WebSocket Connection_ (RFC 6455 7.1.7): send a Close frame
@@ -855,6 +876,23 @@ mod tests {
             Some(Event::Close(_))
         ));
         assert_eq!(c.state(), State::Closed);
+    }
+
+    #[test]
+    fn last_words_go_before_the_close() {
+        let mut c = conn();
+        assert!(!c.send_text_before_close("nothing to precede"));
+        c.receive(&frame(true, 9, b"p"));
+        c.receive(&frame(true, 2, &[0; 1001]));
+        assert!(events(&mut c).is_err());
+        assert!(c.send_text_before_close("too big"));
+        let out = c.output();
+        assert_eq!(&out[..3], &[0x8A, 0x01, b'p'], "the pong stays first");
+        assert_eq!(&out[3..12], b"\x81\x07too big");
+        assert_eq!(out[12], 0x88);
+        assert_eq!(&out[14..16], &[0x03, 0xf1]);
+        c.clear_output();
+        assert!(!c.send_text_before_close("the close is gone already"));
     }
 
     #[test]
