@@ -1,3 +1,18 @@
-//! SocketBox: a WebSocket server.
+//! SocketBox: a WebSocket server written from first principles.
+//!
+//! RFC 6455 by hand, one std thread per connection, and a mutex-guarded
+//! registry that routes the SocketBox chat protocol between users. The crate
+//! is split the way the bytes flow:
+//!
+//! - [`protocol`]: the sans-IO core: handshake, frames, masking, UTF-8, close
+//!   codes, message assembly. Bytes in, events out; no sockets.
+//! - [`server`]: the std::net shell: accept loop, threads, routing, `/echo`.
+//! - [`chat`]: the SocketBox protocol on `/ws`: registry, routing, presence.
+//! - [`cli`]: the command line of the `socketbox` binary.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod chat;
+pub mod cli;
 pub mod protocol;
+pub mod server;

@@ -1,1 +1,50 @@
-fn main() {}
+//! The `socketbox` binary: parse the command line, then serve or mint a token.
+
+use std::process::ExitCode;
+
+use socketbox::cli::{self, Command};
+use socketbox::server::Server;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match cli::parse(args.iter().map(String::as_str)) {
+        Ok(command) => command,
+        Err(e) => {
+            eprintln!("socketbox: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Help => print!("{}", cli::HELP),
+        Command::Version => println!("socketbox {}", env!("CARGO_PKG_VERSION")),
+        Command::Token {
+            secret,
+            id,
+            ttl_secs,
+        } => {
+            let now = socketbox::chat::unix_millis() / 1000;
+            println!(
+                "{}",
+                socketbox::chat::token::mint(&secret, &id, now.saturating_add(ttl_secs))
+            );
+        }
+        Command::Serve(config) => {
+            let server = match Server::bind(*config) {
+                Ok(server) => server,
+                Err(e) => {
+                    eprintln!("socketbox: cannot listen: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match server.local_addr() {
+                Ok(addr) => println!("listening on {addr}"),
+                Err(e) => eprintln!("socketbox: {e}"),
+            }
+            if let Err(e) = server.run() {
+                eprintln!("socketbox: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,129 @@
+//! The SocketBox chat protocol on `/ws` (`../shared/PROTOCOL.md`): who is
+//! online, routing messages between them, presence, heartbeats and the
+//! admin API. Built on the RFC 6455 core in [`crate::protocol`].
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`laxjson`] | the seed client's lax JSON (single-quoted strings) |
+//! | [`message`] | decoding client requests, encoding server messages |
+//! | [`token`] | HMAC-SHA1 (RFC 2104) and the `EXP.HEX` AUTH tokens |
+//! | [`registry`] | the mutex-guarded map from user id to sessions |
+//! | [`outbox`] | each session's bounded outbound queue and writer thread |
+//! | [`session`] | one `/ws` connection's reader: requests in, replies out |
+//! | [`api`] | `/api/online`, `/api/push`, `/api/broadcast` |
+//!
+//! [`Hub`] ties them together: it is the chat state the server shares
+//! between all connection threads.
+
+pub mod api;
+pub mod laxjson;
+pub mod message;
+pub mod outbox;
+pub mod registry;
+pub mod session;
+pub mod token;
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::server::metrics::Metrics;
+
+use message::MessageTemplate;
+use outbox::Enqueued;
+use registry::{Registry, Session};
+
+/// The chat state shared by every connection thread.
+#[derive(Debug, Default)]
+pub struct Hub {
+    /// Who is online.
+    pub registry: Registry,
+    next_session_id: AtomicU64,
+    /// Set when the online count may have changed; the presence thread
+    /// clears it.
+    presence_dirty: Mutex<bool>,
+    presence_wake: Condvar,
+}
+
+/// Milliseconds since the Unix epoch, for MESSAGE `time`.
+pub fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Hub {
+    /// A fresh, unique session id.
+    pub fn next_session_id(&self) -> u64 {
+        self.next_session_id.fetch_add(1, Relaxed) + 1
+    }
+
+    /// Queue `template` to each of `sessions`; returns how many took it.
+    /// A session whose queue overflows is dropped from the registry at once.
+    pub fn deliver(
+        &self,
+        template: &Arc<MessageTemplate>,
+        sessions: &[Arc<Session>],
+        metrics: &Metrics,
+    ) -> usize {
+        let mut delivered = 0;
+        for session in sessions {
+            match session.outbox.send_message(template, metrics) {
+                Enqueued::Yes => delivered += 1,
+                Enqueued::Closed => {}
+                Enqueued::Overflowed => self.leave(session, metrics),
+            }
+        }
+        delivered
+    }
+
+    /// Take `session` out of the registry (idempotent).
+    pub fn leave(&self, session: &Session, metrics: &Metrics) {
+        if self.registry.remove(session) {
+            metrics
+                .users_online
+                .store(self.registry.user_count() as u64, Relaxed);
+            self.presence_changed();
+        }
+    }
+
+    /// The online count may have changed: wake the presence thread.
+    pub fn presence_changed(&self) {
+        let mut dirty = self
+            .presence_dirty
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *dirty = true;
+        self.presence_wake.notify_one();
+    }
+
+    /// The presence thread's body. It offers the current count to every
+    /// session at most once per `interval`; each session's outbox then sends
+    /// it no more than once per `interval` of its own, the latest value
+    /// winning (PROTOCOL.md: "coalesced per session"). So N logins cost
+    /// O(N) sweeps' worth of work per interval, not a message per login per
+    /// session.
+    pub fn run_presence(&self, interval: Duration) {
+        loop {
+            {
+                let mut dirty = self
+                    .presence_dirty
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                while !*dirty {
+                    dirty = self
+                        .presence_wake
+                        .wait(dirty)
+                        .unwrap_or_else(|p| p.into_inner());
+                }
+                *dirty = false;
+            }
+            let count = self.registry.user_count() as u64;
+            for session in self.registry.all_sessions() {
+                session.outbox.offer_presence(count);
+            }
+            std::thread::sleep(interval);
+        }
+    }
+}

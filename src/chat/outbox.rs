@@ -1,0 +1,437 @@
+//! A session's outbound queue and the thread that drains it to the socket.
+//!
+//! # Why a writer thread per session
+//!
+//! A `/ws` session has one reader thread blocked in `read()`. Messages for
+//! it come from *other* threads (senders, the presence thread, the admin
+//! API). Those must never block on this session's socket (PROTOCOL.md: a
+//! slow consumer "never blocks a sender or any other session"), so they only
+//! append to this queue, under a mutex held for a few instructions, and a
+//! writer thread does the blocking writes. std has no way to wake a thread
+//! blocked in `read()` to let it write instead (no `poll`, no signals), so
+//! the alternatives were polling with short read timeouts (latency, and
+//! wake-ups for every idle session) or a second thread. An idle writer
+//! sleeps on a condition variable; its cost is a second small stack, which
+//! `docs/benchmarks.md` measures.
+//!
+//! # Bounded, shared, ordered
+//!
+//! The queue counts the bytes it holds; an item that would take it past
+//! `--max-queue` drops the session as a slow consumer: the queue is emptied,
+//! a Close 1008 is put in its place, and the TCP connection is shut down
+//! within [`SLOW_CONSUMER_GRACE`] whatever the client does. A message for
+//! many recipients is one [`MessageTemplate`] behind an `Arc`: each queue
+//! holds a pointer and the recipient's `seq`, and the writer sends the
+//! shared bytes with vectored writes, never copying them per recipient.
+//! `seq` is assigned under the queue's lock, in queue order, so a receiver
+//! sees 1, 2, 3... with no gap unless the session was dropped.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::protocol::close::close_payload;
+use crate::protocol::frame::{write_frame, FrameHeader, OpCode};
+use crate::protocol::CloseCode;
+use crate::server::metrics::Metrics;
+
+use super::message::{self, MessageTemplate};
+
+/// Time between a slow consumer's drop and the forced end of its TCP
+/// connection (PROTOCOL.md: "closed within 10 s whatever the client does").
+pub const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(8);
+
+/// Longest a single socket write may block; the writer re-checks its state
+/// between attempts.
+const WRITE_STEP: Duration = Duration::from_secs(2);
+
+/// One thing to send.
+#[derive(Debug)]
+enum Item {
+    /// Complete frame bytes (control frames, replies to this session).
+    Frame(Vec<u8>),
+    /// A MESSAGE (1756) shared with other recipients, with this session's seq.
+    Message(Arc<MessageTemplate>, u64),
+}
+
+impl Item {
+    fn cost(&self) -> usize {
+        match self {
+            Item::Frame(bytes) => bytes.len(),
+            Item::Message(template, _) => template.len_without_seq() + 30,
+        }
+    }
+}
+
+/// Where the session's output stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Sending whatever is queued.
+    Open,
+    /// A Close frame is queued: nothing more is accepted; the writer sends
+    /// what is queued and waits for [`Outbox::finish`].
+    Closing,
+    /// Dropped as a slow consumer at this instant.
+    Dropped(Instant),
+    /// The reader is done: flush and exit.
+    Finished,
+}
+
+#[derive(Debug)]
+struct Queue {
+    items: VecDeque<Item>,
+    bytes: usize,
+    next_seq: u64,
+    phase: Phase,
+    /// The latest online count not yet sent, and when the last was sent.
+    presence_pending: Option<u64>,
+    presence_last_sent: Option<Instant>,
+    /// When to send the next heartbeat PING, once authenticated.
+    next_ping: Option<Instant>,
+}
+
+/// A session's bounded outbound queue.
+#[derive(Debug)]
+pub struct Outbox {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    max_bytes: usize,
+    presence_interval: Duration,
+    heartbeat: Duration,
+}
+
+/// What an enqueue did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Queued.
+    Yes,
+    /// The session is closing or gone; nothing was queued.
+    Closed,
+    /// This item overflowed the queue: the session has just been dropped as
+    /// a slow consumer. The caller removes it from the registry.
+    Overflowed,
+}
+
+impl Outbox {
+    /// An empty outbox with the server's limits.
+    pub fn new(max_bytes: usize, presence_interval: Duration, heartbeat: Duration) -> Self {
+        Outbox {
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                bytes: 0,
+                next_seq: 1,
+                phase: Phase::Open,
+                presence_pending: None,
+                presence_last_sent: None,
+                next_ping: None,
+            }),
+            wake: Condvar::new(),
+            max_bytes,
+            presence_interval,
+            heartbeat,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn push(&self, queue: &mut Queue, item: Item, metrics: &Metrics) -> Enqueued {
+        if queue.phase != Phase::Open {
+            return Enqueued::Closed;
+        }
+        let cost = item.cost();
+        if queue.bytes + cost > self.max_bytes {
+            // PROTOCOL.md: a session whose outbound queue passes --max-queue
+            // bytes is dropped and "sent a Close 1008 as soon as its socket
+            // takes it".
+            queue.items.clear();
+            let mut close = Vec::new();
+            write_frame(
+                &mut close,
+                OpCode::Close,
+                &close_payload(CloseCode::POLICY_VIOLATION, "slow consumer"),
+            );
+            queue.bytes = close.len();
+            queue.items.push_back(Item::Frame(close));
+            queue.phase = Phase::Dropped(Instant::now());
+            metrics.slow_consumers.fetch_add(1, Relaxed);
+            metrics.close_sent(CloseCode::POLICY_VIOLATION.0);
+            self.wake.notify_one();
+            return Enqueued::Overflowed;
+        }
+        queue.bytes += cost;
+        queue.items.push_back(item);
+        self.wake.notify_one();
+        Enqueued::Yes
+    }
+
+    /// Queue frame bytes produced for this session (a reply, a pong, a
+    /// Close). If they contain a Close frame the outbox stops accepting more.
+    pub fn send_frames(&self, bytes: Vec<u8>, contains_close: bool, metrics: &Metrics) -> Enqueued {
+        if bytes.is_empty() {
+            return Enqueued::Yes;
+        }
+        let mut queue = self.lock();
+        let result = self.push(&mut queue, Item::Frame(bytes), metrics);
+        if contains_close && result == Enqueued::Yes {
+            queue.phase = Phase::Closing;
+        }
+        result
+    }
+
+    /// Queue a text message for this session.
+    pub fn send_text(&self, text: &str, metrics: &Metrics) -> Enqueued {
+        let mut bytes = Vec::with_capacity(text.len() + 4);
+        write_frame(&mut bytes, OpCode::Text, text.as_bytes());
+        let mut queue = self.lock();
+        self.push(&mut queue, Item::Frame(bytes), metrics)
+    }
+
+    /// Queue a shared MESSAGE, numbering it with this session's next `seq`.
+    pub fn send_message(&self, template: &Arc<MessageTemplate>, metrics: &Metrics) -> Enqueued {
+        let mut queue = self.lock();
+        let seq = queue.next_seq;
+        let result = self.push(
+            &mut queue,
+            Item::Message(Arc::clone(template), seq),
+            metrics,
+        );
+        if result == Enqueued::Yes {
+            queue.next_seq += 1;
+        }
+        result
+    }
+
+    /// Send the online count now (right after a successful AUTH), starting
+    /// this session's presence window.
+    pub fn send_presence_now(&self, count: u64, metrics: &Metrics) -> Enqueued {
+        let mut queue = self.lock();
+        queue.presence_pending = None;
+        queue.presence_last_sent = Some(Instant::now());
+        let mut bytes = Vec::new();
+        write_frame(
+            &mut bytes,
+            OpCode::Text,
+            message::system(message::codes::SYSTEM_ONLINE_COUNT, count.into()).as_bytes(),
+        );
+        self.push(&mut queue, Item::Frame(bytes), metrics)
+    }
+
+    /// A new online count: it is sent when this session's presence window
+    /// allows, and a newer count offered before then replaces it.
+    pub fn offer_presence(&self, count: u64) {
+        let mut queue = self.lock();
+        if queue.phase == Phase::Open && queue.presence_last_sent.is_some() {
+            queue.presence_pending = Some(count);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Start sending heartbeat PINGs (once the session is authenticated).
+    pub fn start_heartbeat(&self) {
+        let mut queue = self.lock();
+        if queue.next_ping.is_none() {
+            queue.next_ping = Some(Instant::now() + self.heartbeat);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Whether this session was dropped as a slow consumer.
+    pub fn was_dropped(&self) -> bool {
+        matches!(self.lock().phase, Phase::Dropped(_))
+    }
+
+    /// The reader is done: the writer sends what is queued and exits.
+    pub fn finish(&self) {
+        let mut queue = self.lock();
+        if !matches!(queue.phase, Phase::Dropped(_)) {
+            queue.phase = Phase::Finished;
+        }
+        self.wake.notify_one();
+    }
+
+    /// Wait for the next thing to write; `None` when the writer should stop
+    /// (after the queue is flushed), `Some(Err(deadline))`-like cases are
+    /// handled inside: a dropped session past its grace gets `None`.
+    fn next_item(&self, metrics: &Metrics) -> Next {
+        let mut queue = self.lock();
+        loop {
+            let now = Instant::now();
+            if let Phase::Dropped(since) = queue.phase {
+                if now >= since + SLOW_CONSUMER_GRACE {
+                    return Next::ForceClose;
+                }
+            }
+            if let Some(item) = queue.items.pop_front() {
+                queue.bytes -= item.cost();
+                return Next::Write(item, queue.phase);
+            }
+            match queue.phase {
+                Phase::Finished => return Next::Stop,
+                Phase::Dropped(since) => {
+                    // The Close is out; give the client the rest of the grace
+                    // to answer, then cut the connection.
+                    let left = (since + SLOW_CONSUMER_GRACE).saturating_duration_since(now);
+                    queue = self.wait(queue, Some(left));
+                    continue;
+                }
+                Phase::Closing => {
+                    queue = self.wait(queue, None);
+                    continue;
+                }
+                Phase::Open => {}
+            }
+            if let (Some(count), Some(last)) = (queue.presence_pending, queue.presence_last_sent) {
+                if now >= last + self.presence_interval {
+                    queue.presence_pending = None;
+                    queue.presence_last_sent = Some(now);
+                    let mut bytes = Vec::new();
+                    write_frame(
+                        &mut bytes,
+                        OpCode::Text,
+                        message::system(message::codes::SYSTEM_ONLINE_COUNT, count.into())
+                            .as_bytes(),
+                    );
+                    metrics.messages_out.fetch_add(1, Relaxed);
+                    return Next::Write(Item::Frame(bytes), Phase::Open);
+                }
+            }
+            if let Some(at) = queue.next_ping {
+                if now >= at {
+                    queue.next_ping = Some(now + self.heartbeat);
+                    let mut bytes = Vec::new();
+                    write_frame(&mut bytes, OpCode::Text, message::ping().as_bytes());
+                    return Next::Write(Item::Frame(bytes), Phase::Open);
+                }
+            }
+            let presence_due = match (queue.presence_pending, queue.presence_last_sent) {
+                (Some(_), Some(last)) => Some(last + self.presence_interval),
+                _ => None,
+            };
+            let wake_at = [presence_due, queue.next_ping].into_iter().flatten().min();
+            queue = self.wait(queue, wake_at.map(|at| at.saturating_duration_since(now)));
+        }
+    }
+
+    fn wait<'a>(
+        &self,
+        queue: MutexGuard<'a, Queue>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, Queue> {
+        match timeout {
+            Some(timeout) => self
+                .wake
+                .wait_timeout(queue, timeout)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0),
+            None => self
+                .wake
+                .wait(queue)
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        }
+    }
+
+    /// The writer thread's body: drain the queue into `stream` until the
+    /// reader finishes, the socket fails, or a dropped session's grace ends.
+    pub fn run_writer(&self, mut stream: TcpStream, metrics: &Metrics) {
+        let _ = stream.set_write_timeout(Some(WRITE_STEP));
+        let mut header = Vec::with_capacity(16);
+        let mut seq_and_tail = Vec::with_capacity(32);
+        loop {
+            let (item, phase) = match self.next_item(metrics) {
+                Next::Write(item, phase) => (item, phase),
+                Next::Stop => return,
+                Next::ForceClose => break,
+            };
+            let written = match &item {
+                Item::Frame(bytes) => write_all_patiently(&mut stream, &[bytes], self, phase),
+                Item::Message(template, seq) => {
+                    seq_and_tail.clear();
+                    template.write_seq_and_tail(*seq, &mut seq_and_tail);
+                    header.clear();
+                    FrameHeader {
+                        fin: true,
+                        rsv: 0,
+                        opcode: OpCode::Text,
+                        mask: None,
+                        payload_len: (template.prefix().len() + seq_and_tail.len()) as u64,
+                    }
+                    .write(&mut header);
+                    metrics.messages_out.fetch_add(1, Relaxed);
+                    write_all_patiently(
+                        &mut stream,
+                        &[&header, template.prefix(), &seq_and_tail],
+                        self,
+                        phase,
+                    )
+                }
+            };
+            match written {
+                Ok(n) => {
+                    metrics.bytes_out.fetch_add(n as u64, Relaxed);
+                }
+                Err(_) => break,
+            }
+        }
+        // The socket failed or a slow consumer's grace ran out: end the TCP
+        // connection, which also wakes the reader blocked in read().
+        let _ = stream.shutdown(Shutdown::Both);
+    }
+}
+
+enum Next {
+    Write(Item, Phase),
+    Stop,
+    ForceClose,
+}
+
+/// Write every slice fully. A write that times out is retried while the
+/// session is healthy; once the session is dropped its grace bounds the
+/// whole attempt.
+fn write_all_patiently(
+    stream: &mut TcpStream,
+    parts: &[&[u8]],
+    outbox: &Outbox,
+    _phase: Phase,
+) -> io::Result<usize> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut done = 0;
+    while done < total {
+        // Build the slices that are still unsent.
+        let mut skip = done;
+        let mut slices = Vec::with_capacity(parts.len());
+        for part in parts {
+            if skip >= part.len() {
+                skip -= part.len();
+                continue;
+            }
+            slices.push(IoSlice::new(&part[skip..]));
+            skip = 0;
+        }
+        match stream.write_vectored(&slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if let Phase::Dropped(since) = outbox.lock().phase {
+                    if Instant::now() >= since + SLOW_CONSUMER_GRACE {
+                        return Err(e);
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(total)
+}

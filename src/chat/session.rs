@@ -1,0 +1,345 @@
+//! One `/ws` connection: its reader thread reads frames through the
+//! protocol core, decodes SocketBox requests, and answers or routes them.
+//! Everything it sends goes through the session's [`Outbox`], so its replies
+//! and the messages other threads queue for it leave in one order.
+//!
+//! Timers (PROTOCOL.md "Heartbeat and closing") are the reader's read
+//! timeout: before AUTH it is the `--auth-timeout` deadline (close 4001);
+//! after, two heartbeat intervals plus 5 s since the last sign of life
+//! (close 4000); after a Close is sent, the RFC 6455 closing handshake's
+//! bounded wait.
+
+use std::net::TcpStream;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::protocol::{CloseCode, Config, Connection, Event, Message, ProtocolError, State};
+use crate::server::metrics::Metrics;
+use crate::server::transport::{self, ReadOutcome, CLOSE_TIMEOUT};
+use crate::server::{Shared, ThreadCount};
+
+use super::message::{self, codes, ClientMessage, MessageTemplate, UserId};
+use super::outbox::{Enqueued, Outbox};
+use super::registry::Session;
+use super::{token, unix_millis, Hub};
+
+/// Grace added to two heartbeat intervals before a silent session is closed.
+pub const HEARTBEAT_GRACE: Duration = Duration::from_secs(5);
+
+/// A token bucket: `rate` per second, bursts of `2 * rate`.
+#[derive(Debug)]
+struct RateLimit {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    fn new(rate: u32) -> Self {
+        RateLimit {
+            rate: f64::from(rate),
+            tokens: 2.0 * f64::from(rate),
+            last: Instant::now(),
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(2.0 * self.rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The reader's view of its session.
+struct Reader<'a> {
+    shared: &'a Shared,
+    hub: &'a Hub,
+    metrics: &'a Metrics,
+    session: Arc<Session>,
+    conn: Connection,
+    rate: RateLimit,
+}
+
+/// Run an upgraded `/ws` connection until it ends.
+pub fn run(stream: TcpStream, leftover: &[u8], shared: &Arc<Shared>) {
+    let config = &shared.config;
+    let session = Arc::new(Session {
+        id: shared.chat.next_session_id(),
+        user: OnceLock::new(),
+        outbox: Outbox::new(config.max_queue, config.presence_interval, config.heartbeat),
+    });
+    let writer = stream.try_clone().and_then(|writer_stream| {
+        let session = Arc::clone(&session);
+        let shared = Arc::clone(shared);
+        thread::Builder::new()
+            .name("ws-writer".into())
+            .stack_size(config.thread_stack)
+            .spawn(move || {
+                let _thread = ThreadCount::enter(&shared.metrics);
+                session.outbox.run_writer(writer_stream, &shared.metrics);
+            })
+    });
+    let mut stream = stream;
+    let Ok(writer) = writer else {
+        // No writer: say so on the socket directly and give up.
+        let mut conn = Connection::new(Config::default());
+        transport::close(
+            &mut conn,
+            CloseCode::INTERNAL_ERROR,
+            "server busy",
+            &shared.metrics,
+        );
+        let _ = transport::flush(&mut stream, &mut conn, &shared.metrics);
+        transport::linger_close(&mut stream);
+        return;
+    };
+    shared.metrics.sessions.fetch_add(1, Relaxed);
+    let mut reader = Reader {
+        shared,
+        hub: &shared.chat,
+        metrics: &shared.metrics,
+        session: Arc::clone(&session),
+        conn: Connection::new(Config {
+            max_message: config.max_message,
+        }),
+        rate: RateLimit::new(config.rate_limit),
+    };
+    reader.conn.receive(leftover);
+    reader.read_loop(&mut stream);
+    shared.chat.leave(&session, &shared.metrics);
+    session.outbox.finish();
+    let _ = writer.join();
+    shared.metrics.sessions.fetch_sub(1, Relaxed);
+    if !session.outbox.was_dropped() {
+        transport::linger_close(&mut stream);
+    }
+}
+
+impl Reader<'_> {
+    fn read_loop(&mut self, stream: &mut TcpStream) {
+        let config = &self.shared.config;
+        let auth_deadline = Instant::now() + config.auth_timeout;
+        let silence_limit = config.heartbeat * 2 + HEARTBEAT_GRACE;
+        let mut last_life = Instant::now();
+        let mut close_deadline: Option<Instant> = None;
+        loop {
+            self.handle_events();
+            if self.flush().is_err() || self.conn.state() == State::Closed {
+                return;
+            }
+            let now = Instant::now();
+            let deadline = match (self.conn.state(), self.session.user.get()) {
+                (State::Open, None) => auth_deadline,
+                (State::Open, Some(_)) => last_life + silence_limit,
+                _ => *close_deadline.get_or_insert(now + CLOSE_TIMEOUT),
+            };
+            if now >= deadline {
+                match self.conn.state() {
+                    State::Open if self.session.user.get().is_none() => {
+                        self.close(CloseCode::AUTH_TIMEOUT, "no AUTH in time");
+                    }
+                    State::Open => self.close(CloseCode::HEARTBEAT_TIMEOUT, "no sign of life"),
+                    _ => return,
+                }
+                continue;
+            }
+            if stream.set_read_timeout(Some(deadline - now)).is_err() {
+                return;
+            }
+            match transport::read_into(stream, &mut self.conn, self.metrics) {
+                // PROTOCOL.md: "Every frame from the client counts as life."
+                ReadOutcome::Data => last_life = Instant::now(),
+                ReadOutcome::TimedOut => {}
+                ReadOutcome::Eof | ReadOutcome::Failed(_) => return,
+            }
+            if self.session.outbox.was_dropped() {
+                return;
+            }
+        }
+    }
+
+    fn close(&mut self, code: CloseCode, reason: &str) {
+        transport::close(&mut self.conn, code, reason, self.metrics);
+    }
+
+    /// Move the connection's own output (pongs, Close frames) to the outbox.
+    fn flush(&mut self) -> Result<(), ()> {
+        let closing = self.conn.state() != State::Open;
+        let bytes = self.conn.take_output();
+        match self
+            .session
+            .outbox
+            .send_frames(bytes, closing, self.metrics)
+        {
+            Enqueued::Overflowed => {
+                self.hub.leave(&self.session, self.metrics);
+                Err(())
+            }
+            Enqueued::Yes | Enqueued::Closed => Ok(()),
+        }
+    }
+
+    fn handle_events(&mut self) {
+        loop {
+            match self.conn.next_event() {
+                Ok(Some(Event::Message(Message::Text(text)))) => {
+                    self.metrics.messages_in.fetch_add(1, Relaxed);
+                    self.request(&text);
+                }
+                Ok(Some(Event::Message(Message::Binary(_)))) => {
+                    // PROTOCOL.md: "A binary message on /ws is closed with 1003."
+                    self.close(
+                        CloseCode::UNSUPPORTED_DATA,
+                        "binary messages are not part of the SocketBox protocol",
+                    );
+                }
+                Ok(Some(Event::Ping(_) | Event::Pong(_) | Event::Close(_))) => {}
+                Ok(None) => return,
+                Err(error) => {
+                    if let ProtocolError::MessageTooBig { limit } = error {
+                        // PROTOCOL.md: "41300 ... (fatal: the ERROR, then close 1009)".
+                        let text = message::error(
+                            codes::ERROR_TOO_LARGE,
+                            &format!("message over {limit} bytes"),
+                        );
+                        self.conn.send_text_before_close(&text);
+                    }
+                    self.metrics.close_sent(error.close_code().0);
+                }
+            }
+            if self.flush().is_err() {
+                return;
+            }
+        }
+    }
+
+    fn reply(&self, text: &str) {
+        if self.session.outbox.send_text(text, self.metrics) == Enqueued::Overflowed {
+            self.hub.leave(&self.session, self.metrics);
+        }
+    }
+
+    /// One SocketBox request.
+    fn request(&mut self, text: &str) {
+        if self.conn.state() != State::Open {
+            return;
+        }
+        if !self.rate.allow() {
+            self.reply(&message::error(
+                codes::ERROR_RATE_LIMITED,
+                "rate limit exceeded: message dropped",
+            ));
+            return;
+        }
+        let request = match message::decode(text) {
+            Ok(request) => request,
+            Err(refusal) => return self.reply(&message::request_error(&refusal)),
+        };
+        match request {
+            ClientMessage::Auth { id, token } => self.auth(id, token),
+            ClientMessage::Ping => self.reply(&message::pong()),
+            ClientMessage::Pong => {}
+            ClientMessage::Peer { .. } | ClientMessage::Broadcast { .. }
+                if self.session.user.get().is_none() =>
+            {
+                self.reply(&message::auth_required());
+            }
+            ClientMessage::Peer { to, data } => {
+                let recipients = self.hub.registry.sessions_of(&to);
+                if recipients.is_empty() {
+                    return self.reply(&message::error(
+                        codes::ERROR_NOT_ONLINE,
+                        &format!("{to} is not online"),
+                    ));
+                }
+                let template = self.template(codes::MESSAGE_PEER, Some(&to), &data);
+                self.hub.deliver(&template, &recipients, self.metrics);
+            }
+            ClientMessage::Broadcast { data } => {
+                let mut recipients = self.hub.registry.all_sessions();
+                recipients.retain(|s| s.id != self.session.id);
+                let template = self.template(codes::MESSAGE_BROADCAST, None, &data);
+                self.hub.deliver(&template, &recipients, self.metrics);
+            }
+        }
+    }
+
+    fn template(&self, kind: i64, to: Option<&UserId>, data: &Value) -> Arc<MessageTemplate> {
+        Arc::new(MessageTemplate::new(
+            kind,
+            self.session.user.get(),
+            to,
+            data,
+            unix_millis(),
+        ))
+    }
+
+    fn auth(&mut self, id: UserId, offered_token: Option<String>) {
+        if let Some(bound) = self.session.user.get() {
+            // PROTOCOL.md: the same id again answers 20002 true again; another
+            // id gets 40900 and the connection stays bound to its first id.
+            if *bound == id {
+                self.reply(&message::system(
+                    codes::SYSTEM_AUTH_RESULT,
+                    Value::Bool(true),
+                ));
+            } else {
+                self.reply(&message::error(
+                    codes::ERROR_ID_CONFLICT,
+                    &format!("this connection is already authenticated as {bound}"),
+                ));
+            }
+            return;
+        }
+        if let Some(secret) = &self.shared.config.auth_secret {
+            let now = unix_millis() / 1000;
+            let verdict = match &offered_token {
+                Some(offered) => {
+                    token::verify(secret, id.as_str(), offered, now).map_err(|e| e.to_string())
+                }
+                None => Err("a token is required".to_owned()),
+            };
+            if let Err(why) = verdict {
+                // PROTOCOL.md: 20002 false, then ERROR 40101, then Close 1008.
+                self.reply(&message::system(
+                    codes::SYSTEM_AUTH_RESULT,
+                    Value::Bool(false),
+                ));
+                self.reply(&message::error(
+                    codes::ERROR_AUTH_REJECTED,
+                    &format!("authentication rejected: {why}"),
+                ));
+                self.close(CloseCode::POLICY_VIOLATION, "authentication rejected");
+                return;
+            }
+        }
+        let _ = self.session.user.set(id.clone());
+        let (count, changed) = self.hub.registry.bind(&id, &self.session);
+        self.metrics.users_online.store(count as u64, Relaxed);
+        self.reply(&message::system(
+            codes::SYSTEM_AUTH_RESULT,
+            Value::Bool(true),
+        ));
+        self.session
+            .outbox
+            .send_presence_now(count as u64, self.metrics);
+        self.session.outbox.start_heartbeat();
+        if changed {
+            self.hub.presence_changed();
+        }
+    }
+}

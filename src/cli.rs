@@ -1,0 +1,260 @@
+//! The command line: `socketbox [FLAGS]` runs the server, `socketbox token
+//! ...` mints an AUTH token. Parsed by hand (std has no argument parser and
+//! the flag set is small); every flag is in `PROTOCOL.md` or the README.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::server::ServerConfig;
+
+/// What the command line asks for.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Run the server.
+    Serve(Box<ServerConfig>),
+    /// Print a token for `id`, valid for `ttl_secs`.
+    Token {
+        /// The HMAC secret (`--auth-secret` of the server).
+        secret: String,
+        /// The user id.
+        id: String,
+        /// Seconds until the token expires.
+        ttl_secs: u64,
+    },
+    /// Print the help text.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// A command line that cannot be obeyed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CliError {
+    /// A flag nobody defined.
+    UnknownFlag(String),
+    /// A flag given without its value.
+    MissingValue(&'static str),
+    /// A value that does not parse.
+    BadValue {
+        /// The flag.
+        flag: &'static str,
+        /// What it was given.
+        value: String,
+    },
+    /// A required flag is absent.
+    Required(&'static str),
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::UnknownFlag(flag) => write!(f, "unknown flag {flag} (see --help)"),
+            CliError::MissingValue(flag) => write!(f, "{flag} needs a value"),
+            CliError::BadValue { flag, value } => write!(f, "{flag}: cannot use {value:?}"),
+            CliError::Required(flag) => write!(f, "{flag} is required"),
+        }
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// The `--help` text.
+pub const HELP: &str = "\
+socketbox: a WebSocket server (RFC 6455 by hand, one thread per connection)
+
+USAGE:
+    socketbox [FLAGS]
+    socketbox token --secret SECRET --id ID --ttl SECS
+
+FLAGS:
+    --listen ADDR               address to bind [127.0.0.1:8080]; port 0 picks one
+    --heartbeat SECS            PING interval on /ws [30]
+    --auth-timeout SECS         time to authenticate on /ws [10]
+    --presence-interval MS      coalescing window for online counts [1000]
+    --auth-secret SECRET        require HMAC-SHA1 tokens on AUTH [off]
+    --admin-token TOKEN         enable /api/* with this bearer token [off]
+    --allowed-origin ORIGIN     allow this Origin (repeatable) [any]
+    --max-message BYTES         largest message on /ws [65536]
+    --echo-max-message BYTES    largest message on /echo [16777216]
+    --no-echo                   remove /echo
+    --max-queue BYTES           outbound bytes queued per session before drop [1048576]
+    --max-connections N         open TCP connections in all [10000]
+    --max-connections-per-ip N  open TCP connections per client IP [0 = no limit]
+    --handshake-timeout SECS    time to send the request head [10]
+    --rate-limit N              messages per second per /ws session [0 = off]
+    --idle-timeout SECS         silence allowed on /echo before close [300]
+    --thread-stack BYTES        stack size of each connection thread [65536]
+    --trace                     print every frame on stderr
+    -h, --help                  this text
+    -V, --version               the version
+";
+
+fn value<'a>(
+    args: &mut impl Iterator<Item = &'a str>,
+    flag: &'static str,
+) -> Result<&'a str, CliError> {
+    args.next().ok_or(CliError::MissingValue(flag))
+}
+
+fn number<'a, T: std::str::FromStr>(
+    args: &mut impl Iterator<Item = &'a str>,
+    flag: &'static str,
+) -> Result<T, CliError> {
+    let text = value(args, flag)?;
+    text.parse().map_err(|_| CliError::BadValue {
+        flag,
+        value: text.to_owned(),
+    })
+}
+
+fn seconds<'a>(
+    args: &mut impl Iterator<Item = &'a str>,
+    flag: &'static str,
+) -> Result<Duration, CliError> {
+    Ok(Duration::from_secs(number(args, flag)?))
+}
+
+/// Parse the arguments after the program name.
+pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Command, CliError> {
+    let mut args = args.into_iter().peekable();
+    if args.peek() == Some(&"token") {
+        args.next();
+        return parse_token(args);
+    }
+    let mut config = ServerConfig::default();
+    while let Some(flag) = args.next() {
+        let a = &mut args;
+        match flag {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "--listen" => config.listen = value(a, "--listen")?.to_owned(),
+            "--heartbeat" => config.heartbeat = seconds(a, "--heartbeat")?,
+            "--auth-timeout" => config.auth_timeout = seconds(a, "--auth-timeout")?,
+            "--presence-interval" => {
+                config.presence_interval = Duration::from_millis(number(a, "--presence-interval")?)
+            }
+            "--auth-secret" => config.auth_secret = Some(value(a, "--auth-secret")?.to_owned()),
+            "--admin-token" => config.admin_token = Some(value(a, "--admin-token")?.to_owned()),
+            "--allowed-origin" => config
+                .allowed_origins
+                .push(value(a, "--allowed-origin")?.to_owned()),
+            "--max-message" => config.max_message = number(a, "--max-message")?,
+            "--echo-max-message" => config.echo_max_message = number(a, "--echo-max-message")?,
+            "--no-echo" => config.echo_enabled = false,
+            "--max-queue" => config.max_queue = number(a, "--max-queue")?,
+            "--max-connections" => config.max_connections = number(a, "--max-connections")?,
+            "--max-connections-per-ip" => {
+                config.max_connections_per_ip = number(a, "--max-connections-per-ip")?
+            }
+            "--handshake-timeout" => config.handshake_timeout = seconds(a, "--handshake-timeout")?,
+            "--rate-limit" => config.rate_limit = number(a, "--rate-limit")?,
+            "--idle-timeout" => config.idle_timeout = seconds(a, "--idle-timeout")?,
+            "--thread-stack" => config.thread_stack = number(a, "--thread-stack")?,
+            "--trace" => config.trace = true,
+            other => return Err(CliError::UnknownFlag(other.to_owned())),
+        }
+    }
+    if config.heartbeat.is_zero() {
+        return Err(CliError::BadValue {
+            flag: "--heartbeat",
+            value: "0".into(),
+        });
+    }
+    Ok(Command::Serve(Box::new(config)))
+}
+
+fn parse_token<'a>(mut args: impl Iterator<Item = &'a str>) -> Result<Command, CliError> {
+    let (mut secret, mut id, mut ttl_secs) = (None, None, 3600);
+    while let Some(flag) = args.next() {
+        let a = &mut args;
+        match flag {
+            "--secret" => secret = Some(value(a, "--secret")?.to_owned()),
+            "--id" => id = Some(value(a, "--id")?.to_owned()),
+            "--ttl" => ttl_secs = number(a, "--ttl")?,
+            "-h" | "--help" => return Ok(Command::Help),
+            other => return Err(CliError::UnknownFlag(other.to_owned())),
+        }
+    }
+    Ok(Command::Token {
+        secret: secret.ok_or(CliError::Required("--secret"))?,
+        id: id.ok_or(CliError::Required("--id"))?,
+        ttl_secs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> ServerConfig {
+        match parse(args.iter().copied()) {
+            Ok(Command::Serve(config)) => *config,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_protocol_table() {
+        let c = serve(&[]);
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.heartbeat, Duration::from_secs(30));
+        assert_eq!(c.max_message, 65536);
+        assert_eq!(c.echo_max_message, 16 * 1024 * 1024);
+        assert_eq!(c.max_queue, 1024 * 1024);
+        assert_eq!(c.max_connections, 10_000);
+        assert!(c.echo_enabled);
+    }
+
+    #[test]
+    fn flags() {
+        let c = serve(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--no-echo",
+            "--allowed-origin",
+            "http://a",
+            "--allowed-origin",
+            "http://b",
+            "--presence-interval",
+            "250",
+            "--trace",
+        ]);
+        assert_eq!(c.listen, "127.0.0.1:0");
+        assert!(!c.echo_enabled);
+        assert_eq!(c.allowed_origins, ["http://a", "http://b"]);
+        assert_eq!(c.presence_interval, Duration::from_millis(250));
+        assert!(c.trace);
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(
+            parse(["--bogus"]).unwrap_err(),
+            CliError::UnknownFlag("--bogus".into())
+        );
+        assert_eq!(
+            parse(["--listen"]).unwrap_err(),
+            CliError::MissingValue("--listen")
+        );
+        assert!(matches!(
+            parse(["--max-queue", "lots"]),
+            Err(CliError::BadValue { .. })
+        ));
+        assert_eq!(
+            parse(["token", "--id", "a"]).unwrap_err(),
+            CliError::Required("--secret")
+        );
+    }
+
+    #[test]
+    fn token_subcommand() {
+        match parse(["token", "--secret", "s", "--id", "alice", "--ttl", "60"]) {
+            Ok(Command::Token {
+                secret,
+                id,
+                ttl_secs,
+            }) => assert_eq!((secret.as_str(), id.as_str(), ttl_secs), ("s", "alice", 60)),
+            other => panic!("{other:?}"),
+        }
+    }
+}

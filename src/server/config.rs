@@ -1,0 +1,75 @@
+//! The server's settings, one field per command-line flag (the flag table in
+//! `PROTOCOL.md` and the README), with the defaults `socketbox` uses when run
+//! with no flags.
+
+use std::time::Duration;
+
+/// Everything the server can be told on its command line.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to bind; port 0 picks a free port.
+    pub listen: String,
+    /// Interval between server PINGs (476) on `/ws`.
+    pub heartbeat: Duration,
+    /// Time a `/ws` connection has to authenticate before close 4001.
+    pub auth_timeout: Duration,
+    /// Coalescing window for online-count notices (SYSTEM 20001).
+    pub presence_interval: Duration,
+    /// Secret for AUTH tokens; `None` accepts any well-formed id.
+    pub auth_secret: Option<String>,
+    /// Bearer token for `/api/*`; `None` turns the API off (404).
+    pub admin_token: Option<String>,
+    /// Origins allowed to upgrade; empty allows any.
+    pub allowed_origins: Vec<String>,
+    /// Largest message on `/ws`.
+    pub max_message: usize,
+    /// Largest message on `/echo`.
+    pub echo_max_message: usize,
+    /// Whether `/echo` exists.
+    pub echo_enabled: bool,
+    /// Outbound bytes a `/ws` session may have queued before it is dropped.
+    pub max_queue: usize,
+    /// Open TCP connections of every kind; past it, 503.
+    pub max_connections: usize,
+    /// Open TCP connections from one IP address; past it, 503. 0: no limit.
+    pub max_connections_per_ip: usize,
+    /// Time to send a complete request head.
+    pub handshake_timeout: Duration,
+    /// Messages per second a `/ws` session may send (0: no limit).
+    pub rate_limit: u32,
+    /// How long an `/echo` connection may stay silent before it is closed.
+    pub idle_timeout: Duration,
+    /// Stack size of each connection thread.
+    pub thread_stack: usize,
+    /// Print every frame on stderr.
+    pub trace: bool,
+}
+
+/// Default stack of a connection thread; see `docs/benchmarks.md` for how
+/// it was measured.
+pub const DEFAULT_THREAD_STACK: usize = 64 * 1024;
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            heartbeat: Duration::from_secs(30),
+            auth_timeout: Duration::from_secs(10),
+            presence_interval: Duration::from_millis(1000),
+            auth_secret: None,
+            admin_token: None,
+            allowed_origins: Vec::new(),
+            max_message: 65536,
+            echo_max_message: 16 * 1024 * 1024,
+            echo_enabled: true,
+            max_queue: 1024 * 1024,
+            max_connections: 10_000,
+            max_connections_per_ip: 0,
+            handshake_timeout: Duration::from_secs(10),
+            rate_limit: 0,
+            idle_timeout: Duration::from_secs(300),
+            thread_stack: DEFAULT_THREAD_STACK,
+            trace: false,
+        }
+    }
+}

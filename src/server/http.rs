@@ -1,0 +1,153 @@
+//! Plain HTTP over a socket: reading one request head (bounded in size and
+//! time) and writing one response. The grammar itself is parsed by
+//! [`crate::protocol::handshake`]; this module only does the I/O.
+
+use std::io::{self, Read};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::protocol::handshake::{self, HandshakeError, Parse, MAX_REQUEST_HEAD};
+
+use super::metrics::Metrics;
+use super::{transport, Shared};
+
+/// A complete request head and any bytes that followed it.
+#[derive(Debug)]
+pub struct Head {
+    /// The bytes read so far: the head, then possibly the start of a body
+    /// or of the first WebSocket frames.
+    pub bytes: Vec<u8>,
+}
+
+/// Why no request head could be read.
+#[derive(Debug)]
+pub enum HeadError {
+    /// The bytes are not an acceptable request: answer with this error.
+    Respond(HandshakeError),
+    /// `--handshake-timeout` passed before the head was complete.
+    TimedOut,
+    /// The peer closed or reset the connection.
+    Closed,
+}
+
+/// Read until a complete request head has arrived, at most
+/// [`MAX_REQUEST_HEAD`] bytes and `timeout` in total: the deadline covers
+/// the whole head, so trickling one byte at a time does not extend it.
+pub fn read_head(
+    stream: &mut TcpStream,
+    timeout: Duration,
+    metrics: &Metrics,
+) -> Result<Head, HeadError> {
+    let deadline = Instant::now() + timeout;
+    let mut bytes = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(HeadError::TimedOut);
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|_| HeadError::Closed)?;
+        // Never read past the limit plus one byte: enough to tell "too big".
+        let room = (MAX_REQUEST_HEAD + 1)
+            .saturating_sub(bytes.len())
+            .clamp(1, chunk.len());
+        match stream.read(&mut chunk[..room]) {
+            Ok(0) => return Err(HeadError::Closed),
+            Ok(n) => {
+                metrics
+                    .bytes_in
+                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                bytes.extend_from_slice(&chunk[..n]);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(HeadError::TimedOut)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(HeadError::Closed),
+        }
+        match handshake::parse_request(&bytes) {
+            Ok(Parse::Complete(_)) => return Ok(Head { bytes }),
+            Ok(Parse::Partial) => {}
+            Err(error) => return Err(HeadError::Respond(error)),
+        }
+    }
+}
+
+/// Read the body that follows a head, up to `limit` bytes, within `timeout`.
+pub fn read_body(
+    stream: &mut TcpStream,
+    mut already: Vec<u8>,
+    content_length: usize,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, HeadError> {
+    if content_length > limit {
+        return Err(HeadError::Respond(HandshakeError::BodyTooLarge));
+    }
+    let deadline = Instant::now() + timeout;
+    already.truncate(content_length);
+    let mut chunk = [0u8; 1024];
+    while already.len() < content_length {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(HeadError::TimedOut);
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|_| HeadError::Closed)?;
+        let want = (content_length - already.len()).min(chunk.len());
+        match stream.read(&mut chunk[..want]) {
+            Ok(0) => return Err(HeadError::Closed),
+            Ok(n) => already.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(HeadError::TimedOut)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(HeadError::Closed),
+        }
+    }
+    Ok(already)
+}
+
+/// Send one complete response and count it if it is an error.
+pub fn respond(
+    stream: &mut TcpStream,
+    shared: &Shared,
+    status: u16,
+    content_type: &str,
+    extra_headers: &[(&str, &str)],
+    body: &[u8],
+) {
+    if status >= 400 {
+        shared.metrics.rejected(status);
+    }
+    let mut out = Vec::with_capacity(128 + body.len());
+    handshake::write_response(&mut out, status, content_type, extra_headers, body);
+    if transport::write_counted(stream, &out, &shared.metrics).is_ok() {
+        transport::linger_close(stream);
+    }
+}
+
+/// Answer a failed handshake with its status, headers and reason.
+pub fn respond_error(stream: &mut TcpStream, shared: &Shared, error: &HandshakeError) {
+    respond(
+        stream,
+        shared,
+        error.status(),
+        "text/plain; charset=utf-8",
+        error.extra_headers(),
+        error.reason().as_bytes(),
+    );
+}

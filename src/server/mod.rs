@@ -1,0 +1,479 @@
+//! The server shell: a `std::net::TcpListener`, one thread per connection,
+//! and the route table. Everything protocol-shaped lives in
+//! [`crate::protocol`]; this module only moves bytes between sockets and it.
+//!
+//! The life of a connection:
+//!
+//! 1. [`Server::run`] accepts it, checks the connection limits *before*
+//!    spawning anything (a refused connection costs no thread), and spawns a
+//!    thread with a small, explicit stack ([`ServerConfig::thread_stack`]).
+//! 2. The thread reads the HTTP request head ([`http::read_head`]), bounded
+//!    in bytes (8 KiB, RFC 6455 4.2.1 leaves the limit to us) and in time
+//!    (`--handshake-timeout`, so a slowloris client cannot hold a thread).
+//! 3. [`ROUTES`] maps the path to a [`Route`]; WebSocket routes go through
+//!    the opening handshake (RFC 6455 4.2) and hand the socket to their
+//!    handler, the rest answer one HTTP response and close.
+
+pub mod config;
+pub mod echo;
+pub mod http;
+pub mod metrics;
+pub mod transport;
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+pub use config::ServerConfig;
+use metrics::Metrics;
+
+use crate::chat::{self, Hub};
+use crate::protocol::handshake::{self, Request};
+
+/// What a request path leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /ws`, `GET /websocket`: the SocketBox protocol.
+    Chat,
+    /// `GET /echo`: RFC 6455 echo.
+    Echo,
+    /// `GET /healthz`: `200 ok`.
+    Health,
+    /// `GET /`: the demo page.
+    Index,
+    /// `GET /socketbox.js`: the client library.
+    Script,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
+    /// `GET /api/online`.
+    ApiOnline,
+    /// `POST /api/push`.
+    ApiPush,
+    /// `POST /api/broadcast`.
+    ApiBroadcast,
+}
+
+/// The route table: method, path, route. One line per endpoint.
+pub const ROUTES: &[(&str, &str, Route)] = &[
+    ("GET", "/ws", Route::Chat),
+    ("GET", "/websocket", Route::Chat),
+    ("GET", "/echo", Route::Echo),
+    ("GET", "/healthz", Route::Health),
+    ("GET", "/", Route::Index),
+    ("GET", "/socketbox.js", Route::Script),
+    ("GET", "/metrics", Route::Metrics),
+    ("GET", "/api/online", Route::ApiOnline),
+    ("POST", "/api/push", Route::ApiPush),
+    ("POST", "/api/broadcast", Route::ApiBroadcast),
+];
+
+/// The subprotocol `/ws` selects when the client offers it.
+pub const CHAT_SUBPROTOCOL: &str = "socketbox.v1";
+
+/// Largest body `/api/*` accepts.
+pub const MAX_API_BODY: usize = 1024 * 1024;
+
+/// The demo page and the client library, compiled into the binary.
+const INDEX_HTML: &str = include_str!("../../assets/index.html");
+const SOCKETBOX_JS: &str = include_str!("../../assets/socketbox.js");
+
+/// State every connection thread shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The settings.
+    pub config: ServerConfig,
+    /// The counters.
+    pub metrics: Metrics,
+    /// The chat state of `/ws`.
+    pub chat: Hub,
+    /// Open connections per client address, for `--max-connections-per-ip`.
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A bound, not yet running server.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Bind the listening socket.
+    pub fn bind(config: ServerConfig) -> io::Result<Server> {
+        let listener = TcpListener::bind(config.listen.as_str())?;
+        Ok(Server {
+            listener,
+            shared: Arc::new(Shared {
+                config,
+                metrics: Metrics::default(),
+                chat: Hub::default(),
+                per_ip: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The address actually bound (port 0 resolved).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared state, for embedding and tests.
+    pub fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
+    /// Accept connections forever.
+    pub fn run(self) -> io::Result<()> {
+        let presence = Arc::clone(&self.shared);
+        thread::Builder::new()
+            .name("presence".into())
+            .spawn(move || {
+                presence
+                    .chat
+                    .run_presence(presence.config.presence_interval)
+            })?;
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            match self.listener.accept() {
+                Ok((stream, peer)) => {
+                    backoff = Duration::from_millis(5);
+                    self.start_connection(stream, peer);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the listener would fail
+                    // again at once. Sleep so that connections that are
+                    // closing can free their descriptors, instead of spinning.
+                    eprintln!("socketbox: accept failed: {e}; retrying in {backoff:?}");
+                    thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    fn start_connection(&self, stream: TcpStream, peer: SocketAddr) {
+        let shared = &self.shared;
+        let Some(slot) = ConnectionSlot::claim(shared, peer.ip()) else {
+            refuse(stream, shared, 503, "server full");
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        // Kept until the spawn succeeds, so that a failed spawn can still
+        // answer 503 on the connection the closure took with it.
+        let spare = stream.try_clone().ok();
+        let thread_shared = Arc::clone(shared);
+        let spawned = thread::Builder::new()
+            .name("conn".into())
+            .stack_size(shared.config.thread_stack)
+            .spawn(move || {
+                let _slot = slot;
+                let _thread = ThreadCount::enter(&thread_shared.metrics);
+                serve(stream, &thread_shared);
+            });
+        if let Err(e) = spawned {
+            eprintln!("socketbox: cannot spawn a connection thread: {e}");
+            if let Some(stream) = spare {
+                refuse(stream, shared, 503, "server cannot start a thread");
+            }
+        }
+    }
+}
+
+/// Refuse a connection from the accept loop with a short HTTP error. The
+/// write is bounded so a client that never reads cannot stall accepting.
+fn refuse(mut stream: TcpStream, shared: &Shared, status: u16, reason: &str) {
+    shared.metrics.rejected(status);
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let mut out = Vec::new();
+    handshake::write_response(
+        &mut out,
+        status,
+        "text/plain; charset=utf-8",
+        &[],
+        reason.as_bytes(),
+    );
+    let _ = stream.write_all(&out);
+}
+
+/// One open connection counted against the limits; released on drop.
+#[derive(Debug)]
+struct ConnectionSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl ConnectionSlot {
+    fn claim(shared: &Arc<Shared>, ip: IpAddr) -> Option<ConnectionSlot> {
+        let config = &shared.config;
+        let open = shared.metrics.connections.fetch_add(1, Relaxed);
+        if open as usize >= config.max_connections {
+            shared.metrics.connections.fetch_sub(1, Relaxed);
+            return None;
+        }
+        if config.max_connections_per_ip > 0 {
+            let mut per_ip = shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let count = per_ip.entry(ip).or_insert(0);
+            if *count >= config.max_connections_per_ip {
+                drop(per_ip);
+                shared.metrics.connections.fetch_sub(1, Relaxed);
+                return None;
+            }
+            *count += 1;
+        }
+        Some(ConnectionSlot {
+            shared: Arc::clone(shared),
+            ip,
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.shared.metrics.connections.fetch_sub(1, Relaxed);
+        if self.shared.config.max_connections_per_ip > 0 {
+            let mut per_ip = self.shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(count) = per_ip.get_mut(&self.ip) {
+                *count -= 1;
+                if *count == 0 {
+                    per_ip.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+/// Counts a live connection thread in `socketbox_threads`.
+pub struct ThreadCount<'a>(&'a Metrics);
+
+impl<'a> ThreadCount<'a> {
+    /// Count the current thread until the guard drops.
+    pub fn enter(metrics: &'a Metrics) -> Self {
+        metrics.threads.fetch_add(1, Relaxed);
+        ThreadCount(metrics)
+    }
+}
+
+impl Drop for ThreadCount<'_> {
+    fn drop(&mut self) {
+        self.0.threads.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Serve one connection, from its request head to its end.
+fn serve(mut stream: TcpStream, shared: &Arc<Shared>) {
+    let _ = stream.set_write_timeout(Some(transport::CLOSE_TIMEOUT * 2));
+    let head = match http::read_head(
+        &mut stream,
+        shared.config.handshake_timeout,
+        &shared.metrics,
+    ) {
+        Ok(head) => head,
+        Err(http::HeadError::Respond(error)) => {
+            http::respond_error(&mut stream, shared, &error);
+            return;
+        }
+        Err(http::HeadError::TimedOut) => {
+            http::respond(
+                &mut stream,
+                shared,
+                408,
+                "text/plain; charset=utf-8",
+                &[],
+                b"request head took too long",
+            );
+            return;
+        }
+        Err(http::HeadError::Closed) => return,
+    };
+    let request = match handshake::parse_request(&head.bytes) {
+        Ok(handshake::Parse::Complete(request)) => request,
+        // read_head only returns once parse_request said Complete.
+        Ok(handshake::Parse::Partial) => return,
+        Err(error) => {
+            http::respond_error(&mut stream, shared, &error);
+            return;
+        }
+    };
+    let leftover = &head.bytes[request.head_len..];
+    let path = request.path();
+    let route = ROUTES
+        .iter()
+        .filter(|(_, p, route)| *p == path && (*route != Route::Echo || shared.config.echo_enabled))
+        .find(|(method, _, _)| *method == request.method)
+        .or_else(|| ROUTES.iter().find(|(_, p, _)| *p == path));
+    let Some(&(method, _, route)) = route else {
+        return http::respond(&mut stream, shared, 404, TEXT, &[], b"not found");
+    };
+    if request.method != method {
+        return http::respond(
+            &mut stream,
+            shared,
+            405,
+            TEXT,
+            &[("Allow", method)],
+            b"method not allowed",
+        );
+    }
+    match route {
+        Route::Chat => {
+            if upgrade(&mut stream, shared, &request, &[CHAT_SUBPROTOCOL]).is_some() {
+                chat::session::run(stream, leftover, shared);
+            }
+        }
+        Route::Echo => {
+            if upgrade(&mut stream, shared, &request, &[]).is_some() {
+                echo::run(stream, leftover, shared);
+            }
+        }
+        Route::Health => http::respond(&mut stream, shared, 200, TEXT, &[], b"ok"),
+        Route::Index => http::respond(
+            &mut stream,
+            shared,
+            200,
+            "text/html; charset=utf-8",
+            &[],
+            INDEX_HTML.as_bytes(),
+        ),
+        Route::Script => http::respond(
+            &mut stream,
+            shared,
+            200,
+            "text/javascript; charset=utf-8",
+            &[],
+            SOCKETBOX_JS.as_bytes(),
+        ),
+        Route::Metrics => {
+            let body = shared.metrics.render();
+            http::respond(
+                &mut stream,
+                shared,
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                &[],
+                body.as_bytes(),
+            );
+        }
+        Route::ApiOnline | Route::ApiPush | Route::ApiBroadcast => {
+            api(&mut stream, shared, &request, route, head.bytes.clone());
+        }
+    }
+}
+
+/// Plain-text content type of short answers.
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// `/api/*`: off (404) without `--admin-token`, 401 without the right bearer.
+fn api(stream: &mut TcpStream, shared: &Shared, request: &Request, route: Route, bytes: Vec<u8>) {
+    let Some(expected) = &shared.config.admin_token else {
+        return http::respond(stream, shared, 404, TEXT, &[], b"not found");
+    };
+    let offered = request
+        .header("Authorization")
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !offered.is_some_and(|token| constant_time_eq(token.trim().as_bytes(), expected.as_bytes()))
+    {
+        return http::respond(
+            stream,
+            shared,
+            401,
+            TEXT,
+            &[("WWW-Authenticate", "Bearer")],
+            b"an admin bearer token is required",
+        );
+    }
+    let json = "application/json";
+    if route == Route::ApiOnline {
+        return http::respond(
+            stream,
+            shared,
+            200,
+            json,
+            &[],
+            chat::api::online(&shared.chat).as_bytes(),
+        );
+    }
+    let body = request
+        .content_length()
+        .map_err(http::HeadError::Respond)
+        .and_then(|length| {
+            let already = bytes[request.head_len..].to_vec();
+            http::read_body(
+                stream,
+                already,
+                length,
+                MAX_API_BODY,
+                shared.config.handshake_timeout,
+            )
+        });
+    let body = match body {
+        Ok(body) => body,
+        Err(http::HeadError::Respond(error)) => return http::respond_error(stream, shared, &error),
+        Err(http::HeadError::TimedOut) => {
+            return http::respond(stream, shared, 408, TEXT, &[], b"body took too long")
+        }
+        Err(http::HeadError::Closed) => return,
+    };
+    let answer = match route {
+        Route::ApiPush => chat::api::push(&shared.chat, &body, &shared.metrics),
+        _ => chat::api::broadcast(&shared.chat, &body, &shared.metrics),
+    };
+    match answer {
+        Ok(answer) => http::respond(stream, shared, 200, json, &[], answer.as_bytes()),
+        Err(error) => http::respond(stream, shared, 400, TEXT, &[], error.reason().as_bytes()),
+    }
+}
+
+/// Compare secrets in time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The opening handshake, server side (RFC 6455 4.2.2). On success the 101
+/// response has been sent and the selected subprotocol is returned (`Some(None)`:
+/// none selected); on failure an HTTP error has been sent.
+fn upgrade<'a>(
+    stream: &mut TcpStream,
+    shared: &Shared,
+    request: &Request<'a>,
+    supported_protocols: &[&str],
+) -> Option<Option<&'a str>> {
+    if !handshake::wants_websocket(request) {
+        http::respond(
+            stream,
+            shared,
+            426,
+            "text/plain; charset=utf-8",
+            &[("Upgrade", "websocket"), ("Connection", "Upgrade")],
+            b"this endpoint speaks WebSocket: send Upgrade: websocket",
+        );
+        return None;
+    }
+    let upgrade = match handshake::validate_upgrade(request) {
+        Ok(upgrade) => upgrade,
+        Err(error) => {
+            http::respond_error(stream, shared, &error);
+            return None;
+        }
+    };
+    if !handshake::origin_allowed(upgrade.origin, &shared.config.allowed_origins) {
+        http::respond(
+            stream,
+            shared,
+            403,
+            "text/plain; charset=utf-8",
+            &[],
+            b"origin not allowed",
+        );
+        return None;
+    }
+    let protocol = handshake::select_protocol(&upgrade.offered_protocols, supported_protocols);
+    let mut out = Vec::with_capacity(256);
+    handshake::write_switching_protocols(&mut out, &handshake::accept_key(upgrade.key), protocol);
+    transport::write_counted(stream, &out, &shared.metrics).ok()?;
+    Some(protocol)
+}

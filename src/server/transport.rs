@@ -1,0 +1,101 @@
+//! The socket side of one WebSocket connection: feeding socket bytes to the
+//! sans-IO [`Connection`], writing its output, and closing TCP the way RFC
+//! 6455 7.1.1 asks.
+//!
+//! Closing deserves care. A `close()` on a socket that still has unread
+//! bytes makes the kernel send RST instead of FIN, and a peer that gets RST
+//! may lose our Close frame before reading it. So the server half-closes
+//! (`shutdown(Write)`, which sends FIN after the queued bytes), then reads
+//! and discards until the peer closes its side or a bounded time passes
+//! ("lingering close", as HTTP servers do it).
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use crate::protocol::{CloseCode, Connection, State};
+
+use super::metrics::Metrics;
+
+/// How long the server waits for the peer's Close after sending its own,
+/// and for the peer's FIN after sending its last bytes.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why reading stopped.
+#[derive(Debug)]
+pub enum ReadOutcome {
+    /// Some bytes arrived.
+    Data,
+    /// The peer closed TCP.
+    Eof,
+    /// Nothing arrived within the read timeout.
+    TimedOut,
+    /// The socket failed (reset, for instance).
+    Failed(io::Error),
+}
+
+/// Read once from `stream` into the connection's buffer.
+pub fn read_into(stream: &mut TcpStream, conn: &mut Connection, metrics: &Metrics) -> ReadOutcome {
+    match stream.read(conn.read_space()) {
+        Ok(0) => ReadOutcome::Eof,
+        Ok(n) => {
+            conn.commit_read(n);
+            metrics.bytes_in.fetch_add(n as u64, Relaxed);
+            ReadOutcome::Data
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            ReadOutcome::TimedOut
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadOutcome::Data,
+        Err(e) => ReadOutcome::Failed(e),
+    }
+}
+
+/// Write all of `bytes`, counting them.
+pub fn write_counted(stream: &mut TcpStream, bytes: &[u8], metrics: &Metrics) -> io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    stream.write_all(bytes)?;
+    metrics.bytes_out.fetch_add(bytes.len() as u64, Relaxed);
+    Ok(())
+}
+
+/// Send whatever the connection has queued.
+pub fn flush(stream: &mut TcpStream, conn: &mut Connection, metrics: &Metrics) -> io::Result<()> {
+    let result = write_counted(stream, conn.output(), metrics);
+    conn.clear_output();
+    result
+}
+
+/// Start the closing handshake from the server's side and count the code.
+pub fn close(conn: &mut Connection, code: CloseCode, reason: &str, metrics: &Metrics) {
+    if conn.state() == State::Open {
+        conn.close(code, reason);
+        metrics.close_sent(code.0);
+    }
+}
+
+/// Half-close, then drain until the peer's FIN or [`CLOSE_TIMEOUT`]. The
+/// stream is dropped (fully closed) by the caller afterwards.
+pub fn linger_close(stream: &mut TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + CLOSE_TIMEOUT;
+    let mut sink = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}

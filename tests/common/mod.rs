@@ -1,0 +1,243 @@
+//! Test support: start the real `socketbox` binary on port 0 and talk to it
+//! with independent clients (tungstenite) or raw sockets.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tungstenite::client::IntoClientRequest;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+/// A running server process, killed on drop.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Start `socketbox --listen 127.0.0.1:0 ARGS...` and wait for its
+    /// `listening on ADDR` line.
+    pub fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_socketbox"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start socketbox");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .parse()
+            .expect("an address");
+        Server { child, addr }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// A raw TCP connection with generous but bounded timeouts.
+    pub fn raw(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+    }
+
+    /// Connect a tungstenite client to `path`.
+    pub fn ws(&self, path: &str) -> Client {
+        self.ws_with(path, None)
+    }
+
+    pub fn ws_with(&self, path: &str, protocol: Option<&str>) -> Client {
+        let mut request = self.url(path).into_client_request().unwrap();
+        if let Some(protocol) = protocol {
+            request
+                .headers_mut()
+                .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
+        }
+        let stream = self.raw();
+        let config = WebSocketConfig {
+            max_message_size: Some(64 << 20),
+            max_frame_size: Some(64 << 20),
+            ..Default::default()
+        };
+        let (socket, response) =
+            tungstenite::client::client_with_config(request, MaybeTlsStream::Plain(stream), Some(config))
+                .expect("handshake");
+        Client {
+            socket,
+            protocol: response
+                .headers()
+                .get("Sec-WebSocket-Protocol")
+                .map(|v| v.to_str().unwrap().to_owned()),
+        }
+    }
+
+    /// Send raw bytes and read the whole response until the server closes.
+    pub fn http(&self, request: &[u8]) -> String {
+        let mut stream = self.raw();
+        stream.write_all(request).unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        String::from_utf8_lossy(&response).into_owned()
+    }
+
+    /// GET `path` and return (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let response = self.http(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        split_response(&response)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// (status, body) of an HTTP response text.
+pub fn split_response(response: &str) -> (u16, String) {
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {response:?}"));
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// A tungstenite client.
+pub struct Client {
+    pub socket: WebSocket<MaybeTlsStream<TcpStream>>,
+    pub protocol: Option<String>,
+}
+
+impl Client {
+    pub fn send_text(&mut self, text: &str) {
+        self.socket.send(Message::text(text)).expect("send");
+    }
+
+    /// The next data message (pings and pongs are skipped).
+    pub fn recv(&mut self) -> Message {
+        loop {
+            match self.socket.read().expect("read") {
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    pub fn recv_text(&mut self) -> String {
+        match self.recv() {
+            Message::Text(text) => text.to_string(),
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+
+    /// Read until the server's Close frame; return its code.
+    pub fn close_code(&mut self) -> Option<u16> {
+        loop {
+            match self.socket.read() {
+                Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Ok(_) => continue,
+                Err(e) => panic!("expected a close frame, got {e}"),
+            }
+        }
+    }
+}
+
+/// Wait until `check` holds, for at most `limit`.
+pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}
+
+/// A masked client frame, built by hand for raw-socket tests.
+pub fn client_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [0x11, 0x22, 0x33, 0x44];
+    let mut out = vec![first_byte];
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=65535 => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    out
+}
+
+/// Perform the upgrade on a raw socket; returns the socket after the 101.
+pub fn raw_upgrade(server: &Server, path: &str) -> TcpStream {
+    let mut stream = server.raw();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("response head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    stream
+}
+
+/// Read one unmasked server frame from a raw socket: (first byte, payload).
+pub fn read_frame(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head)?;
+    assert_eq!(head[1] & 0x80, 0, "server frames are never masked");
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            stream.read_exact(&mut b)?;
+            u64::from(u16::from_be_bytes(b))
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            stream.read_exact(&mut b)?;
+            u64::from_be_bytes(b)
+        }
+        n => u64::from(n),
+    };
+    let mut payload = vec![0u8; len as usize];
+    stream.read_exact(&mut payload)?;
+    Ok((head[0], payload))
+}
+
+/// Read frames until a Close; return its code (None for an empty payload).
+pub fn read_close_code(stream: &mut TcpStream) -> Option<u16> {
+    loop {
+        let (b0, payload) = read_frame(stream).expect("a frame before the close");
+        if b0 & 0x0f == 0x8 {
+            return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+        }
+    }
+}
