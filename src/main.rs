@@ -2,8 +2,27 @@
 
 use std::process::ExitCode;
 
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use socketbox::cli::{self, Command};
 use socketbox::server::Server;
+
+/// std cannot catch signals; `signal-hook` runs a thread that receives
+/// SIGINT and SIGTERM and starts the graceful shutdown, after which
+/// `Server::run` returns and the process exits 0.
+fn stop_on_signals(server: &Server) -> std::io::Result<()> {
+    let handle = server.shutdown_handle()?;
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                eprintln!("socketbox: signal {signal}: closing connections");
+                handle.shutdown();
+            }
+        })?;
+    Ok(())
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,6 +58,10 @@ fn main() -> ExitCode {
             match server.local_addr() {
                 Ok(addr) => println!("listening on {addr}"),
                 Err(e) => eprintln!("socketbox: {e}"),
+            }
+            if let Err(e) = stop_on_signals(&server) {
+                eprintln!("socketbox: cannot handle SIGINT/SIGTERM: {e}");
+                return ExitCode::FAILURE;
             }
             if let Err(e) = server.run() {
                 eprintln!("socketbox: {e}");

@@ -242,6 +242,22 @@ impl Outbox {
         }
     }
 
+    /// Queue a Close 1001 (the server is shutting down) unless a Close is
+    /// already queued; nothing is accepted after it.
+    pub fn going_away(&self, metrics: &Metrics) {
+        let mut close = Vec::new();
+        write_frame(
+            &mut close,
+            OpCode::Close,
+            &close_payload(CloseCode::GOING_AWAY, "server shutting down"),
+        );
+        let mut queue = self.lock();
+        if self.push(&mut queue, Item::Frame(close), metrics) == Enqueued::Yes {
+            queue.phase = Phase::Closing;
+            metrics.close_sent(CloseCode::GOING_AWAY.0);
+        }
+    }
+
     /// Whether this session was dropped as a slow consumer.
     pub fn was_dropped(&self) -> bool {
         matches!(self.lock().phase, Phase::Dropped(_))

@@ -9,6 +9,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use crate::server::live::GoingAway;
+use crate::server::metrics::Metrics;
+
 use super::message::UserId;
 use super::outbox::Outbox;
 
@@ -21,6 +24,12 @@ pub struct Session {
     pub user: OnceLock<UserId>,
     /// Its outbound queue.
     pub outbox: Outbox,
+}
+
+impl GoingAway for Session {
+    fn going_away(&self, metrics: &Metrics) {
+        self.outbox.going_away(metrics);
+    }
 }
 
 /// The online users and their sessions.

@@ -108,6 +108,10 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Arc<Shared>) {
         return;
     };
     shared.metrics.sessions.fetch_add(1, Relaxed);
+    let live = shared.live.register(
+        Arc::clone(&session) as Arc<dyn crate::server::live::GoingAway>,
+        &shared.metrics,
+    );
     let mut reader = Reader {
         shared,
         hub: &shared.chat,
@@ -127,6 +131,7 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Arc<Shared>) {
     if !session.outbox.was_dropped() {
         transport::linger_close(&mut stream);
     }
+    drop(live);
 }
 
 impl Reader<'_> {

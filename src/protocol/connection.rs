@@ -328,6 +328,17 @@ impl Connection {
         }
     }
 
+    /// Record that a Close frame was sent on this connection's behalf by
+    /// other means (the server's shutdown writes one from another thread):
+    /// from now on it behaves as if [`Self::close`] had been called, and the
+    /// output not yet sent is discarded, since no data may follow a Close.
+    pub fn close_sent_externally(&mut self) {
+        if self.state == State::Open {
+            self.state = State::CloseSent;
+            self.clear_output();
+        }
+    }
+
     /// Queue a last text message *ahead of* the Close frame the connection
     /// has queued and not yet handed out, so that an application can say
     /// why before the connection closes (SocketBox sends ERROR 41300 before
@@ -861,6 +872,25 @@ mod tests {
         );
         assert_eq!(c.state(), State::Closed);
         assert!(c.output().is_empty());
+    }
+
+    #[test]
+    fn close_sent_elsewhere_waits_for_the_peer() {
+        let mut c = conn();
+        assert!(c.send_text("queued but never sent"));
+        c.close_sent_externally();
+        assert_eq!(c.state(), State::CloseSent);
+        assert!(c.output().is_empty());
+        c.receive(&frame(true, 8, b"\x03\xe9"));
+        assert!(matches!(
+            events(&mut c).unwrap().as_slice(),
+            [Event::Close(_)]
+        ));
+        assert_eq!(c.state(), State::Closed);
+        assert!(
+            c.output().is_empty(),
+            "the peer's answer is not answered again"
+        );
     }
 
     #[test]

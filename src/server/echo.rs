@@ -4,15 +4,79 @@
 //! One thread does everything: read, let the protocol core turn bytes into
 //! events, queue the echoes, write them. While more input is already
 //! buffered the echoes of several messages go out in one write.
+//!
+//! Writes go through an [`EchoWriter`], a mutex around the socket's write
+//! half, because one other thread may write too: the shutdown, which sends
+//! Close 1001 to every connection ([`super::live`]).
 
+use std::io;
 use std::net::TcpStream;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::protocol::close::close_payload;
+use crate::protocol::frame::{write_frame, OpCode};
 use crate::protocol::{CloseCode, Config, Connection, Event, Message, State};
 
+use super::live::GoingAway;
+use super::metrics::Metrics;
 use super::transport::{self, ReadOutcome, CLOSE_TIMEOUT};
 use super::Shared;
+
+/// The write half of an `/echo` connection, shared with the shutdown.
+#[derive(Debug)]
+pub struct EchoWriter {
+    state: Mutex<WriterState>,
+}
+
+#[derive(Debug)]
+struct WriterState {
+    stream: TcpStream,
+    /// A Close frame has gone out, from either thread.
+    close_sent: bool,
+    /// The shutdown sent it: the connection must learn of it.
+    going_away: bool,
+}
+
+impl EchoWriter {
+    /// Send the connection's output, unless the shutdown has already sent
+    /// a Close, in which case the connection is told and its data dropped.
+    fn flush(&self, conn: &mut Connection, metrics: &Metrics) -> io::Result<()> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.going_away {
+            // Our Close 1001 is out: nothing may follow it, not even the
+            // answer to a Close the peer sent meanwhile.
+            conn.close_sent_externally();
+            conn.clear_output();
+        }
+        let result = transport::write_counted(&mut state.stream, conn.output(), metrics);
+        conn.clear_output();
+        if conn.state() != State::Open {
+            state.close_sent = true;
+        }
+        result
+    }
+}
+
+impl GoingAway for EchoWriter {
+    fn going_away(&self, metrics: &Metrics) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.close_sent {
+            return;
+        }
+        let mut frame = Vec::new();
+        write_frame(
+            &mut frame,
+            OpCode::Close,
+            &close_payload(CloseCode::GOING_AWAY, "server shutting down"),
+        );
+        state.close_sent = true;
+        state.going_away = true;
+        let _ = transport::write_counted(&mut state.stream, &frame, metrics);
+        metrics.close_sent(CloseCode::GOING_AWAY.0);
+    }
+}
 
 /// Run an upgraded `/echo` connection until it closes. `leftover` holds
 /// bytes that arrived right behind the request head.
@@ -22,6 +86,19 @@ pub fn run(mut stream: TcpStream, leftover: &[u8], shared: &Shared) {
         max_message: shared.config.echo_max_message,
     });
     conn.receive(leftover);
+    let Ok(write_half) = stream.try_clone() else {
+        return;
+    };
+    let writer = Arc::new(EchoWriter {
+        state: Mutex::new(WriterState {
+            stream: write_half,
+            close_sent: false,
+            going_away: false,
+        }),
+    });
+    let _live = shared
+        .live
+        .register(Arc::clone(&writer) as Arc<dyn GoingAway>, metrics);
     let _ = stream.set_read_timeout(Some(shared.config.idle_timeout));
     let mut close_deadline = None;
     loop {
@@ -55,7 +132,7 @@ pub fn run(mut stream: TcpStream, leftover: &[u8], shared: &Shared) {
                 break;
             }
         }
-        if transport::flush(&mut stream, &mut conn, metrics).is_err() {
+        if writer.flush(&mut conn, metrics).is_err() {
             return;
         }
         match conn.state() {

@@ -17,6 +17,7 @@
 pub mod config;
 pub mod echo;
 pub mod http;
+pub mod live;
 pub mod metrics;
 pub mod transport;
 
@@ -90,6 +91,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The chat state of `/ws`.
     pub chat: Hub,
+    /// Open WebSocket connections, for the shutdown.
+    pub live: live::LiveSet,
     /// Open connections per client address, for `--max-connections-per-ip`.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
@@ -111,6 +114,7 @@ impl Server {
                 config,
                 metrics: Metrics::default(),
                 chat: Hub::default(),
+                live: live::LiveSet::default(),
                 per_ip: Mutex::new(HashMap::new()),
             }),
         })
@@ -126,7 +130,24 @@ impl Server {
         Arc::clone(&self.shared)
     }
 
-    /// Accept connections forever.
+    /// A handle that stops the server from another thread (a signal
+    /// handler, a test).
+    pub fn shutdown_handle(&self) -> io::Result<ShutdownHandle> {
+        let mut wake = self.listener.local_addr()?;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match wake {
+                SocketAddr::V4(_) => IpAddr::from([127, 0, 0, 1]),
+                SocketAddr::V6(_) => IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+            });
+        }
+        Ok(ShutdownHandle {
+            shared: Arc::clone(&self.shared),
+            wake,
+        })
+    }
+
+    /// Accept connections until a shutdown, then wait (at most
+    /// [`transport::CLOSE_TIMEOUT`]) for the closing handshakes.
     pub fn run(self) -> io::Result<()> {
         let presence = Arc::clone(&self.shared);
         thread::Builder::new()
@@ -139,6 +160,7 @@ impl Server {
         let mut backoff = Duration::from_millis(5);
         loop {
             match self.listener.accept() {
+                Ok(_) if self.shared.live.is_shutting_down() => break,
                 Ok((stream, peer)) => {
                     backoff = Duration::from_millis(5);
                     self.start_connection(stream, peer);
@@ -154,6 +176,11 @@ impl Server {
                 }
             }
         }
+        drop(self.listener);
+        if !self.shared.live.wait_until_empty(transport::CLOSE_TIMEOUT) {
+            eprintln!("socketbox: some connections did not finish their closing handshake in time");
+        }
+        Ok(())
     }
 
     fn start_connection(&self, stream: TcpStream, peer: SocketAddr) {
@@ -181,6 +208,26 @@ impl Server {
                 refuse(stream, shared, 503, "server cannot start a thread");
             }
         }
+    }
+}
+
+/// Stops a running [`Server`]: PROTOCOL.md "On SIGINT or SIGTERM the
+/// server stops accepting, sends Close 1001 on every open WebSocket
+/// connection, waits up to 5 s for the closing handshakes, and exits 0".
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    shared: Arc<Shared>,
+    wake: SocketAddr,
+}
+
+impl ShutdownHandle {
+    /// Send Close 1001 everywhere and make [`Server::run`] return once the
+    /// connections have finished (or 5 s have passed).
+    pub fn shutdown(&self) {
+        self.shared.live.shutdown(&self.shared.metrics);
+        // accept() has no timeout in std: a connection of our own wakes it
+        // so that it sees the shutdown.
+        let _ = TcpStream::connect_timeout(&self.wake, Duration::from_secs(1));
     }
 }
 
