@@ -582,7 +582,13 @@ impl Connection {
     fn close_frame(&mut self, payload: &[u8]) -> Result<Event, ProtocolError> {
         let parsed = parse_close_payload(payload);
         if self.state == State::Open {
-            let frame = parsed.map_err(|e| self.fail(ProtocolError::BadClose(e)))?;
+            let frame = parsed.map_err(|e| {
+                let error = self.fail(ProtocolError::BadClose(e));
+                // The peer has sent its Close, bad as it was: none will
+                // follow, so the handshake is over once ours is out.
+                self.state = State::Closed;
+                error
+            })?;
             // RFC 6455 5.5.1: "If an endpoint receives a Close frame and did
             // not previously send a Close frame, the endpoint MUST send a
             // Close frame in response. (When sending a Close frame in
@@ -718,7 +724,11 @@ mod tests {
         let err = events(&mut c).expect_err("the connection should fail");
         assert_eq!(err.close_code().0, code, "{err}");
         assert_eq!(close_code_sent(&c), code);
-        assert_eq!(c.state(), State::CloseSent);
+        let expected_state = match err {
+            ProtocolError::BadClose(_) => State::Closed,
+            _ => State::CloseSent,
+        };
+        assert_eq!(c.state(), expected_state, "{err}");
         err
     }
 
