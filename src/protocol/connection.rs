@@ -179,6 +179,9 @@ struct FrameInProgress {
     header: FrameHeader,
     /// Payload bytes of this frame already processed.
     received: u64,
+    /// The frame was refused: its payload is skipped unread, so that the
+    /// next frame header (perhaps the peer's Close) is found where it is.
+    discard: bool,
 }
 
 impl FrameInProgress {
@@ -391,13 +394,21 @@ impl Connection {
                 self.start = self.end;
                 return Ok(None);
             }
-            let Some(frame) = self.frame else {
+            let Some(mut frame) = self.frame else {
                 if !self.start_frame()? {
                     return Ok(None);
                 }
                 continue;
             };
-            if frame.header.opcode.is_control() {
+            if frame.discard {
+                let skip = frame.remaining().min((self.end - self.start) as u64);
+                self.start += skip as usize;
+                frame.received += skip;
+                self.frame = (frame.remaining() > 0).then_some(frame);
+                if self.frame.is_some() {
+                    return Ok(None);
+                }
+            } else if frame.header.opcode.is_control() {
                 // Control payloads are at most 125 bytes: wait for all of it.
                 let len = frame.header.payload_len as usize;
                 if self.end - self.start < len {
@@ -429,14 +440,16 @@ impl Connection {
             Err(e) => return Err(self.reject(ProtocolError::Header(e))),
         };
         self.start += header_len;
-        if let Err(e) = self.check_header(&header) {
-            return Err(self.reject(e));
-        }
+        let refused = self.check_header(&header).err();
         self.frame = Some(FrameInProgress {
             header,
             received: 0,
+            discard: refused.is_some(),
         });
-        Ok(true)
+        match refused {
+            Some(error) => Err(self.reject(error)),
+            None => Ok(true),
+        }
     }
 
     /// A frame we cannot accept: fail the connection, or, if it already
@@ -901,6 +914,22 @@ mod tests {
             c.output().is_empty(),
             "the peer's answer is not answered again"
         );
+    }
+
+    #[test]
+    fn a_refused_frame_is_skipped_whole() {
+        // An unmasked frame whose payload looks like a frame header: after
+        // failing, the connection must skip the payload, not parse it.
+        let mut stream = vec![0x82, 0x04, 0x82, 0xFF, 0x80, 0x00];
+        stream.extend(frame(true, 8, b"\x03\xe8"));
+        let mut c = conn();
+        c.receive(&stream);
+        assert_eq!(c.next_event(), Err(ProtocolError::Unmasked));
+        assert!(matches!(
+            events(&mut c).unwrap().as_slice(),
+            [Event::Close(Some(_))]
+        ));
+        assert_eq!(c.state(), State::Closed);
     }
 
     #[test]
