@@ -348,11 +348,15 @@ fn serve(mut stream: TcpStream, shared: &Arc<Shared>) {
     };
     let leftover = &head.bytes[request.head_len..];
     let path = request.path();
+    // A route switched off (`--no-echo`) does not exist: 404, never 405.
+    let exists = |(_, p, route): &&(&str, &str, Route)| {
+        *p == path && (*route != Route::Echo || shared.config.echo_enabled)
+    };
     let route = ROUTES
         .iter()
-        .filter(|(_, p, route)| *p == path && (*route != Route::Echo || shared.config.echo_enabled))
+        .filter(exists)
         .find(|(method, _, _)| *method == request.method)
-        .or_else(|| ROUTES.iter().find(|(_, p, _)| *p == path));
+        .or_else(|| ROUTES.iter().find(exists));
     let Some(&(method, _, route)) = route else {
         return http::respond(&mut stream, shared, 404, TEXT, &[], b"not found");
     };
