@@ -31,7 +31,9 @@ impl Server {
             .expect("start socketbox");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
         let addr = line
             .trim()
             .strip_prefix("listening on ")
@@ -48,8 +50,12 @@ impl Server {
     /// A raw TCP connection with generous but bounded timeouts.
     pub fn raw(&self) -> TcpStream {
         let stream = TcpStream::connect(self.addr).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        stream.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         stream
     }
 
@@ -71,9 +77,12 @@ impl Server {
             max_frame_size: Some(64 << 20),
             ..Default::default()
         };
-        let (socket, response) =
-            tungstenite::client::client_with_config(request, MaybeTlsStream::Plain(stream), Some(config))
-                .expect("handshake");
+        let (socket, response) = tungstenite::client::client_with_config(
+            request,
+            MaybeTlsStream::Plain(stream),
+            Some(config),
+        )
+        .expect("handshake");
         Client {
             socket,
             protocol: response
@@ -113,7 +122,10 @@ pub fn split_response(response: &str) -> (u16, String) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status in {response:?}"));
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -198,15 +210,48 @@ pub fn raw_upgrade(server: &Server, path: &str) -> TcpStream {
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     .unwrap();
+    let head = read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    stream
+}
+
+/// Read an HTTP response head, up to and including its empty line, byte by
+/// byte so that nothing behind it is consumed.
+pub fn read_head(stream: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         stream.read_exact(&mut byte).expect("response head");
         head.push(byte[0]);
     }
-    let head = String::from_utf8(head).unwrap();
-    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
-    stream
+    String::from_utf8(head).expect("a UTF-8 response head")
+}
+
+/// An upgrade request for `path` with the given extra header lines (each
+/// ending in CRLF).
+pub fn upgrade_request(path: &str, extra_headers: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
+    )
+}
+
+/// Send `request` on a new raw socket; return the socket and the response
+/// head (the socket is positioned right after it).
+pub fn raw_request(server: &Server, request: &str) -> (TcpStream, String) {
+    let mut stream = server.raw();
+    stream.write_all(request.as_bytes()).unwrap();
+    let head = read_head(&mut stream);
+    (stream, head)
+}
+
+/// The value of header `name` (case-insensitive) in a response head.
+pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
 }
 
 /// Read one unmasked server frame from a raw socket: (first byte, payload).
@@ -240,4 +285,128 @@ pub fn read_close_code(stream: &mut TcpStream) -> Option<u16> {
             return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
         }
     }
+}
+
+// ---- SocketBox chat helpers (tests/chat.rs, tests/api.rs, tests/presence.rs) ----
+
+/// The underlying TCP stream of a tungstenite client.
+pub fn tcp_of(socket: &WebSocket<MaybeTlsStream<TcpStream>>) -> &TcpStream {
+    match socket.get_ref() {
+        MaybeTlsStream::Plain(stream) => stream,
+        _ => unreachable!("tests use plain TCP"),
+    }
+}
+
+impl Client {
+    /// Send one JSON value as a text message.
+    pub fn send_json(&mut self, value: &serde_json::Value) {
+        self.send_text(&value.to_string());
+    }
+
+    /// The next text message, parsed as JSON (the server always sends strict JSON).
+    pub fn json(&mut self) -> serde_json::Value {
+        let text = self.recv_text();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("server sent {text:?}: {e}"))
+    }
+
+    /// The next message that is not a heartbeat PING (476) or an online
+    /// count (SYSTEM 20001): those arrive on their own schedule.
+    pub fn event(&mut self) -> serde_json::Value {
+        loop {
+            let value = self.json();
+            if !is_background(&value) {
+                return value;
+            }
+        }
+    }
+
+    pub fn set_read_timeout(&mut self, timeout: Duration) {
+        tcp_of(&self.socket)
+            .set_read_timeout(Some(timeout))
+            .unwrap();
+    }
+
+    /// AUTH as `id` (a JSON string or number) and check the answer: SYSTEM
+    /// 20002 true, then SYSTEM 20001 at once. Returns the online count.
+    pub fn auth(&mut self, id: serde_json::Value) -> u64 {
+        self.send_json(&serde_json::json!({"code": 10000, "id": id}));
+        let result = self.json();
+        assert_eq!(result["code"], 988, "{result}");
+        assert_eq!(result["extend"]["code"], 20002, "{result}");
+        assert_eq!(result["extend"]["mess"], true, "{result}");
+        let count = self.json();
+        assert_eq!(count["code"], 988, "{count}");
+        assert_eq!(count["extend"]["code"], 20001, "{count}");
+        count["extend"]["mess"].as_u64().expect("a count")
+    }
+
+    /// Send PING 10015 and read up to its PONG 732; returns what came before
+    /// it, heartbeats and online counts left out. Replies to one session
+    /// leave in the order their causes were handled, so this is a barrier:
+    /// everything queued for this session before the PING was handled has
+    /// arrived.
+    pub fn sync(&mut self) -> Vec<serde_json::Value> {
+        self.send_json(&serde_json::json!({"code": 10015}));
+        let mut before = Vec::new();
+        loop {
+            let value = self.json();
+            if value["code"] == 732 {
+                return before;
+            }
+            if !is_background(&value) {
+                before.push(value);
+            }
+        }
+    }
+}
+
+impl Server {
+    /// A `/ws` client authenticated as `id`.
+    pub fn user(&self, id: &str) -> Client {
+        let mut client = self.ws("/ws");
+        client.auth(serde_json::Value::from(id));
+        client
+    }
+
+    /// One HTTP request with optional bearer token and body: (status, body).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: &str,
+    ) -> (u16, String) {
+        let auth = bearer
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        split_response(&self.http(request.as_bytes()))
+    }
+
+    /// The value of an unlabelled metric in `/metrics`.
+    pub fn metric(&self, name: &str) -> u64 {
+        let (status, body) = self.get("/metrics");
+        assert_eq!(status, 200);
+        body.lines()
+            .find_map(|line| {
+                let (key, value) = line.split_once(' ')?;
+                (key == name).then(|| value.trim().parse::<f64>().expect("a number") as u64)
+            })
+            .unwrap_or_else(|| panic!("no {name} in {body}"))
+    }
+}
+
+/// `extend.code` of a SYSTEM, ERROR or AUTH message.
+pub fn extend_code(value: &serde_json::Value) -> i64 {
+    value["extend"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no extend.code in {value}"))
+}
+
+/// A heartbeat PING (476) or an online count (SYSTEM 20001).
+pub fn is_background(value: &serde_json::Value) -> bool {
+    value["code"] == 476 || (value["code"] == 988 && value["extend"]["code"] == 20001)
 }
