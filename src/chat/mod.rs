@@ -81,19 +81,22 @@ impl Hub {
     /// Take `session` out of the registry (idempotent).
     pub fn leave(&self, session: &Session, metrics: &Metrics) {
         if self.registry.remove(session) {
-            metrics
-                .users_online
-                .store(self.registry.user_count() as u64, Relaxed);
-            self.presence_changed();
+            self.presence_changed(metrics);
         }
     }
 
-    /// The online count may have changed: wake the presence thread.
-    pub fn presence_changed(&self) {
+    /// The online count may have changed: update `socketbox_users_online`
+    /// and wake the presence thread. The count is read and stored under the
+    /// presence lock, so of two threads whose changes race the later one
+    /// stores a count that includes both (a stale count cannot win).
+    pub fn presence_changed(&self, metrics: &Metrics) {
         let mut dirty = self
             .presence_dirty
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        metrics
+            .users_online
+            .store(self.registry.user_count() as u64, Relaxed);
         *dirty = true;
         self.presence_wake.notify_one();
     }
@@ -119,11 +122,41 @@ impl Hub {
                 }
                 *dirty = false;
             }
-            let count = self.registry.user_count() as u64;
-            for session in self.registry.all_sessions() {
-                session.outbox.offer_presence(count);
+            // One snapshot: a session logging in now is either in it with
+            // itself counted, or not in it (its AUTH tells it the count).
+            let (count, sessions) = self.registry.count_and_sessions();
+            for session in sessions {
+                session.outbox.offer_presence(count as u64);
             }
             std::thread::sleep(interval);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::OnceLock;
+
+    #[test]
+    fn users_online_follows_the_registry_through_presence_changed_and_leave() {
+        let hub = Hub::default();
+        let metrics = Metrics::default();
+        let session = Arc::new(Session {
+            id: hub.next_session_id(),
+            user: OnceLock::new(),
+            outbox: outbox::Outbox::new(1 << 20, Duration::from_secs(1), Duration::from_secs(30)),
+        });
+        let alice = message::UserId::new("alice").unwrap();
+        session.user.set(alice.clone()).unwrap();
+        hub.registry.bind(&alice, &session);
+        hub.presence_changed(&metrics);
+        assert_eq!(metrics.users_online.load(Relaxed), 1);
+        hub.leave(&session, &metrics);
+        assert_eq!(metrics.users_online.load(Relaxed), 0);
+        assert!(
+            *hub.presence_dirty.lock().unwrap(),
+            "the presence thread is woken"
+        );
     }
 }

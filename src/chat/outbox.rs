@@ -37,12 +37,13 @@ use crate::protocol::close::close_payload;
 use crate::protocol::frame::{write_frame, FrameHeader, OpCode};
 use crate::protocol::CloseCode;
 use crate::server::metrics::Metrics;
+use crate::server::transport;
 
 use super::message::{self, MessageTemplate};
 
 /// Time between a slow consumer's drop and the forced end of its TCP
 /// connection (PROTOCOL.md: "closed within 10 s whatever the client does").
-pub const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(8);
+pub const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(6);
 
 /// Longest a single socket write may block; the writer re-checks its state
 /// between attempts.
@@ -51,8 +52,12 @@ const WRITE_STEP: Duration = Duration::from_secs(2);
 /// One thing to send.
 #[derive(Debug)]
 enum Item {
-    /// Complete frame bytes (control frames, replies to this session).
+    /// Complete frame bytes of this session's own: control frames, or the
+    /// output of its protocol connection.
     Frame(Vec<u8>),
+    /// One complete text frame of this session's own: a reply, an online
+    /// count, a heartbeat PING. Counted in `socketbox_messages_out_total`.
+    Text(Vec<u8>),
     /// A MESSAGE (1756) shared with other recipients, with this session's seq.
     Message(Arc<MessageTemplate>, u64),
 }
@@ -60,7 +65,7 @@ enum Item {
 impl Item {
     fn cost(&self) -> usize {
         match self {
-            Item::Frame(bytes) => bytes.len(),
+            Item::Frame(bytes) | Item::Text(bytes) => bytes.len(),
             Item::Message(template, _) => template.len_without_seq() + 30,
         }
     }
@@ -86,9 +91,10 @@ struct Queue {
     bytes: usize,
     next_seq: u64,
     phase: Phase,
-    /// The latest online count not yet sent, and when the last was sent.
+    /// The latest online count not yet sent, and when and what was last sent.
     presence_pending: Option<u64>,
     presence_last_sent: Option<Instant>,
+    presence_last_value: Option<u64>,
     /// When to send the next heartbeat PING, once authenticated.
     next_ping: Option<Instant>,
 }
@@ -126,6 +132,7 @@ impl Outbox {
                 phase: Phase::Open,
                 presence_pending: None,
                 presence_last_sent: None,
+                presence_last_value: None,
                 next_ping: None,
             }),
             wake: Condvar::new(),
@@ -190,7 +197,7 @@ impl Outbox {
         let mut bytes = Vec::with_capacity(text.len() + 4);
         write_frame(&mut bytes, OpCode::Text, text.as_bytes());
         let mut queue = self.lock();
-        self.push(&mut queue, Item::Frame(bytes), metrics)
+        self.push(&mut queue, Item::Text(bytes), metrics)
     }
 
     /// Queue a shared MESSAGE, numbering it with this session's next `seq`.
@@ -208,36 +215,60 @@ impl Outbox {
         result
     }
 
-    /// Send the online count now (right after a successful AUTH), starting
-    /// this session's presence window.
-    pub fn send_presence_now(&self, count: u64, metrics: &Metrics) -> Enqueued {
+    /// A successful AUTH: under this outbox's lock, `bind` puts the session
+    /// in the registry and returns the online count; then SYSTEM 20002
+    /// `true` and SYSTEM 20001 with that count are queued, the presence
+    /// window starts and so do the heartbeat PINGs.
+    ///
+    /// Holding the lock across `bind` is what makes this one step for the
+    /// other threads: nothing they queue for the session can come between
+    /// its 20002 and its 20001 (PROTOCOL.md: the count is "sent to a session
+    /// right after its 20002 true"), and an online count the presence thread
+    /// offers once the session is in the registry waits for the lock instead
+    /// of being ignored as if the session were not authenticated yet. (Lock
+    /// order: outbox, then registry. Nothing takes them the other way round:
+    /// routing lets the registry lock go before it queues.)
+    pub fn authenticate(&self, bind: impl FnOnce() -> u64, metrics: &Metrics) -> Enqueued {
         let mut queue = self.lock();
-        queue.presence_pending = None;
-        queue.presence_last_sent = Some(Instant::now());
+        if queue.phase != Phase::Open {
+            // Closing or dropped: it must not enter the registry.
+            return Enqueued::Closed;
+        }
+        let count = bind();
+        let mut bytes = Vec::new();
+        write_frame(
+            &mut bytes,
+            OpCode::Text,
+            message::system(message::codes::SYSTEM_AUTH_RESULT, true.into()).as_bytes(),
+        );
+        let accepted = self.push(&mut queue, Item::Text(bytes), metrics);
+        if accepted != Enqueued::Yes {
+            return accepted;
+        }
         let mut bytes = Vec::new();
         write_frame(
             &mut bytes,
             OpCode::Text,
             message::system(message::codes::SYSTEM_ONLINE_COUNT, count.into()).as_bytes(),
         );
-        self.push(&mut queue, Item::Frame(bytes), metrics)
+        queue.presence_pending = None;
+        queue.presence_last_sent = Some(Instant::now());
+        queue.presence_last_value = Some(count);
+        if queue.next_ping.is_none() {
+            queue.next_ping = Some(Instant::now() + self.heartbeat);
+        }
+        self.push(&mut queue, Item::Text(bytes), metrics)
     }
 
     /// A new online count: it is sent when this session's presence window
-    /// allows, and a newer count offered before then replaces it.
+    /// allows, and a newer count offered before then replaces it. A count
+    /// equal to the last one this session was sent is no change for it (its
+    /// own login, say, which it was told about with its 20002), so nothing
+    /// is sent for it.
     pub fn offer_presence(&self, count: u64) {
         let mut queue = self.lock();
         if queue.phase == Phase::Open && queue.presence_last_sent.is_some() {
-            queue.presence_pending = Some(count);
-            self.wake.notify_one();
-        }
-    }
-
-    /// Start sending heartbeat PINGs (once the session is authenticated).
-    pub fn start_heartbeat(&self) {
-        let mut queue = self.lock();
-        if queue.next_ping.is_none() {
-            queue.next_ping = Some(Instant::now() + self.heartbeat);
+            queue.presence_pending = (queue.presence_last_value != Some(count)).then_some(count);
             self.wake.notify_one();
         }
     }
@@ -275,7 +306,7 @@ impl Outbox {
     /// Wait for the next thing to write; `None` when the writer should stop
     /// (after the queue is flushed), `Some(Err(deadline))`-like cases are
     /// handled inside: a dropped session past its grace gets `None`.
-    fn next_item(&self, metrics: &Metrics) -> Next {
+    fn next_item(&self) -> Next {
         let mut queue = self.lock();
         loop {
             let now = Instant::now();
@@ -307,6 +338,7 @@ impl Outbox {
                 if now >= last + self.presence_interval {
                     queue.presence_pending = None;
                     queue.presence_last_sent = Some(now);
+                    queue.presence_last_value = Some(count);
                     let mut bytes = Vec::new();
                     write_frame(
                         &mut bytes,
@@ -314,8 +346,7 @@ impl Outbox {
                         message::system(message::codes::SYSTEM_ONLINE_COUNT, count.into())
                             .as_bytes(),
                     );
-                    metrics.messages_out.fetch_add(1, Relaxed);
-                    return Next::Write(Item::Frame(bytes), Phase::Open);
+                    return Next::Write(Item::Text(bytes), Phase::Open);
                 }
             }
             if let Some(at) = queue.next_ping {
@@ -323,7 +354,7 @@ impl Outbox {
                     queue.next_ping = Some(now + self.heartbeat);
                     let mut bytes = Vec::new();
                     write_frame(&mut bytes, OpCode::Text, message::ping().as_bytes());
-                    return Next::Write(Item::Frame(bytes), Phase::Open);
+                    return Next::Write(Item::Text(bytes), Phase::Open);
                 }
             }
             let presence_due = match (queue.presence_pending, queue.presence_last_sent) {
@@ -355,18 +386,26 @@ impl Outbox {
 
     /// The writer thread's body: drain the queue into `stream` until the
     /// reader finishes, the socket fails, or a dropped session's grace ends.
-    pub fn run_writer(&self, mut stream: TcpStream, metrics: &Metrics) {
+    /// The reader shares the same socket (one descriptor, not a `dup()`).
+    pub fn run_writer(&self, mut stream: &TcpStream, trace: Option<&str>, metrics: &Metrics) {
         let _ = stream.set_write_timeout(Some(WRITE_STEP));
         let mut header = Vec::with_capacity(16);
         let mut seq_and_tail = Vec::with_capacity(32);
         loop {
-            let (item, phase) = match self.next_item(metrics) {
+            let (item, phase) = match self.next_item() {
                 Next::Write(item, phase) => (item, phase),
                 Next::Stop => return,
                 Next::ForceClose => break,
             };
+            if let (Some(label), Item::Frame(bytes) | Item::Text(bytes)) = (trace, &item) {
+                transport::trace_sent(label, bytes);
+            }
             let written = match &item {
                 Item::Frame(bytes) => write_all_patiently(&mut stream, &[bytes], self, phase),
+                Item::Text(bytes) => {
+                    metrics.messages_out.fetch_add(1, Relaxed);
+                    write_all_patiently(&mut stream, &[bytes], self, phase)
+                }
                 Item::Message(template, seq) => {
                     seq_and_tail.clear();
                     template.write_seq_and_tail(*seq, &mut seq_and_tail);
@@ -379,6 +418,10 @@ impl Outbox {
                         payload_len: (template.prefix().len() + seq_and_tail.len()) as u64,
                     }
                     .write(&mut header);
+                    if let Some(label) = trace {
+                        let frame = [&header, template.prefix(), &seq_and_tail].concat();
+                        transport::trace_sent(label, &frame);
+                    }
                     metrics.messages_out.fetch_add(1, Relaxed);
                     write_all_patiently(
                         &mut stream,
@@ -411,7 +454,7 @@ enum Next {
 /// session is healthy; once the session is dropped its grace bounds the
 /// whole attempt.
 fn write_all_patiently(
-    stream: &mut TcpStream,
+    stream: &mut &TcpStream,
     parts: &[&[u8]],
     outbox: &Outbox,
     _phase: Phase,
@@ -450,4 +493,99 @@ fn write_all_patiently(
         }
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outbox() -> Outbox {
+        Outbox::new(1 << 20, Duration::from_secs(1), Duration::from_secs(30))
+    }
+
+    /// The payload of a queued text frame (replies here are under 126 bytes).
+    fn text(item: &Item) -> &str {
+        let Item::Text(bytes) = item else {
+            panic!("not a text item: {item:?}");
+        };
+        assert_eq!(bytes[0], 0x81, "one final text frame");
+        std::str::from_utf8(&bytes[2..]).unwrap()
+    }
+
+    #[test]
+    fn authenticate_binds_then_queues_20002_and_20001_back_to_back() {
+        let outbox = outbox();
+        let metrics = Metrics::default();
+        assert_eq!(outbox.authenticate(|| 3, &metrics), Enqueued::Yes);
+        let queue = outbox.lock();
+        let queued: Vec<&str> = queue.items.iter().map(text).collect();
+        assert_eq!(
+            queued,
+            [
+                r#"{"code":988,"extend":{"code":20002,"mess":true}}"#,
+                r#"{"code":988,"extend":{"code":20001,"mess":3}}"#,
+            ]
+        );
+        assert_eq!(queue.presence_last_value, Some(3));
+        assert!(queue.next_ping.is_some(), "heartbeat PINGs start");
+    }
+
+    #[test]
+    fn a_closing_session_is_not_bound() {
+        let outbox = outbox();
+        let metrics = Metrics::default();
+        let mut close = Vec::new();
+        write_frame(&mut close, OpCode::Close, &[0x03, 0xe8]);
+        assert_eq!(outbox.send_frames(close, true, &metrics), Enqueued::Yes);
+        let mut bound = false;
+        let result = outbox.authenticate(
+            || {
+                bound = true;
+                1
+            },
+            &metrics,
+        );
+        assert_eq!(result, Enqueued::Closed);
+        assert!(!bound);
+    }
+
+    #[test]
+    fn only_a_changed_count_is_offered_and_the_latest_wins() {
+        let outbox = outbox();
+        outbox.offer_presence(5);
+        assert_eq!(outbox.lock().presence_pending, None, "not authenticated");
+        outbox.authenticate(|| 3, &Metrics::default());
+        outbox.offer_presence(3);
+        assert_eq!(outbox.lock().presence_pending, None, "its own login");
+        outbox.offer_presence(4);
+        outbox.offer_presence(6);
+        assert_eq!(outbox.lock().presence_pending, Some(6));
+        outbox.offer_presence(3);
+        assert_eq!(
+            outbox.lock().presence_pending,
+            None,
+            "back to what it was told: nothing to send"
+        );
+    }
+
+    #[test]
+    fn an_overflowing_queue_drops_the_session_and_keeps_only_a_close_1008() {
+        let outbox = Outbox::new(100, Duration::from_secs(1), Duration::from_secs(30));
+        let metrics = Metrics::default();
+        assert_eq!(outbox.send_text(&"x".repeat(60), &metrics), Enqueued::Yes);
+        assert_eq!(
+            outbox.send_text(&"y".repeat(60), &metrics),
+            Enqueued::Overflowed
+        );
+        assert!(outbox.was_dropped());
+        assert_eq!(metrics.slow_consumers.load(Relaxed), 1);
+        assert_eq!(outbox.send_text("z", &metrics), Enqueued::Closed);
+        let queue = outbox.lock();
+        assert_eq!(queue.items.len(), 1);
+        let Item::Frame(close) = &queue.items[0] else {
+            panic!("a Close frame");
+        };
+        assert_eq!(&close[..4], &[0x88, 15, 0x03, 0xf0], "Close 1008");
+        assert_eq!(&close[4..], b"slow consumer");
+    }
 }

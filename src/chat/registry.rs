@@ -84,6 +84,13 @@ impl Registry {
         self.lock().values().flatten().cloned().collect()
     }
 
+    /// How many distinct users are online and every authenticated session,
+    /// read under one lock so that the count is the count of those sessions.
+    pub fn count_and_sessions(&self) -> (usize, Vec<Arc<Session>>) {
+        let users = self.lock();
+        (users.len(), users.values().flatten().cloned().collect())
+    }
+
     /// How many distinct users are online.
     pub fn user_count(&self) -> usize {
         self.lock().len()
@@ -122,6 +129,8 @@ mod tests {
         assert_eq!(r.bind(b.user.get().unwrap(), &b), (2, true));
         assert_eq!(r.sessions_of(&alice).len(), 2);
         assert_eq!(r.all_sessions().len(), 3);
+        let (count, sessions) = r.count_and_sessions();
+        assert_eq!((count, sessions.len()), (2, 3));
         assert!(!r.remove(&a1));
         assert!(r.remove(&a2));
         assert!(!r.remove(&a2), "removing twice is harmless");

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::protocol::{CloseCode, Config, Connection, Event, Message, ProtocolError, State};
+use crate::server::live::LiveEntry;
 use crate::server::metrics::Metrics;
 use crate::server::transport::{self, ReadOutcome, CLOSE_TIMEOUT};
 use crate::server::{Shared, ThreadCount};
@@ -82,36 +83,26 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Arc<Shared>) {
         user: OnceLock::new(),
         outbox: Outbox::new(config.max_queue, config.presence_interval, config.heartbeat),
     });
-    let writer = stream.try_clone().and_then(|writer_stream| {
-        let session = Arc::clone(&session);
-        let shared = Arc::clone(shared);
-        thread::Builder::new()
-            .name("ws-writer".into())
-            .stack_size(config.thread_stack)
-            .spawn(move || {
-                let _thread = ThreadCount::enter(&shared.metrics);
-                session.outbox.run_writer(writer_stream, &shared.metrics);
-            })
-    });
-    let mut stream = stream;
-    let Ok(writer) = writer else {
-        // No writer: say so on the socket directly and give up.
-        let mut conn = Connection::new(Config::default());
-        transport::close(
-            &mut conn,
-            CloseCode::INTERNAL_ERROR,
-            "server busy",
-            &shared.metrics,
-        );
-        let _ = transport::flush(&mut stream, &mut conn, &shared.metrics);
-        transport::linger_close(&mut stream);
-        return;
+    // The writer shares the reader's socket: one descriptor per session.
+    let stream = Arc::new(stream);
+    let _end = match SessionEnd::begin(shared, &session, &stream) {
+        Ok(end) => end,
+        Err(e) => {
+            // No writer (the thread limits of docs/operations.md): say so
+            // on the socket directly and give up.
+            eprintln!("socketbox: cannot spawn a session writer thread: {e}");
+            let mut conn = Connection::new(Config::default());
+            transport::close(
+                &mut conn,
+                CloseCode::INTERNAL_ERROR,
+                "server busy",
+                &shared.metrics,
+            );
+            let _ = transport::flush(&stream, &mut conn, &shared.metrics);
+            transport::linger_close(&stream);
+            return;
+        }
     };
-    shared.metrics.sessions.fetch_add(1, Relaxed);
-    let live = shared.live.register(
-        Arc::clone(&session) as Arc<dyn crate::server::live::GoingAway>,
-        &shared.metrics,
-    );
     let mut reader = Reader {
         shared,
         hub: &shared.chat,
@@ -122,20 +113,83 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Arc<Shared>) {
         }),
         rate: RateLimit::new(config.rate_limit),
     };
-    reader.conn.receive(leftover);
-    reader.read_loop(&mut stream);
-    shared.chat.leave(&session, &shared.metrics);
-    session.outbox.finish();
-    let _ = writer.join();
-    shared.metrics.sessions.fetch_sub(1, Relaxed);
-    if !session.outbox.was_dropped() {
-        transport::linger_close(&mut stream);
+    if config.trace {
+        reader
+            .conn
+            .trace_frames(&transport::trace_label(&stream, "/ws"));
     }
-    drop(live);
+    reader.conn.receive(leftover);
+    reader.read_loop(&stream);
+}
+
+/// The end of a session, however it ends: as a drop guard it also runs
+/// while a panicking reader unwinds, so that a bug in one session can
+/// leave no stale registry entry (PEER to it would be queued forever) and
+/// no writer thread waiting on its condition variable forever.
+struct SessionEnd<'a> {
+    shared: &'a Shared,
+    session: &'a Session,
+    stream: &'a TcpStream,
+    writer: Option<thread::JoinHandle<()>>,
+    /// Dropped last, after the fields above: the shutdown waits for it.
+    _live: LiveEntry<'a>,
+}
+
+impl<'a> SessionEnd<'a> {
+    /// Start the session's writer thread, count the session and register it
+    /// for the shutdown. Fails only when no thread can be spawned.
+    fn begin(
+        shared: &'a Arc<Shared>,
+        session: &'a Arc<Session>,
+        stream: &'a Arc<TcpStream>,
+    ) -> std::io::Result<Self> {
+        let writer = {
+            let session = Arc::clone(session);
+            let shared = Arc::clone(shared);
+            let stream = Arc::clone(stream);
+            let trace = (shared.config.trace).then(|| transport::trace_label(&stream, "/ws"));
+            thread::Builder::new()
+                .name("ws-writer".into())
+                .stack_size(shared.config.thread_stack)
+                .spawn(move || {
+                    let _thread = ThreadCount::enter(&shared.metrics);
+                    session
+                        .outbox
+                        .run_writer(&stream, trace.as_deref(), &shared.metrics);
+                })?
+        };
+        shared.metrics.sessions.fetch_add(1, Relaxed);
+        let live = shared.live.register(
+            Arc::clone(session) as Arc<dyn crate::server::live::GoingAway>,
+            &shared.metrics,
+        );
+        Ok(SessionEnd {
+            shared,
+            session,
+            stream,
+            writer: Some(writer),
+            _live: live,
+        })
+    }
+}
+
+impl Drop for SessionEnd<'_> {
+    fn drop(&mut self) {
+        let metrics = &self.shared.metrics;
+        self.shared.chat.leave(self.session, metrics);
+        self.session.outbox.finish();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+        metrics.sessions.fetch_sub(1, Relaxed);
+        if !self.session.outbox.was_dropped() {
+            transport::linger_close(self.stream);
+        }
+    }
 }
 
 impl Reader<'_> {
-    fn read_loop(&mut self, stream: &mut TcpStream) {
+    fn read_loop(&mut self, stream: &TcpStream) {
         let config = &self.shared.config;
         let auth_deadline = Instant::now() + config.auth_timeout;
         let silence_limit = config.heartbeat * 2 + HEARTBEAT_GRACE;
@@ -145,6 +199,11 @@ impl Reader<'_> {
             self.handle_events();
             if self.flush().is_err() || self.conn.state() == State::Closed {
                 return;
+            }
+            if self.conn.state() != State::Open {
+                // A Close was sent or received: no message can reach this
+                // session any more, so it is no longer online.
+                self.hub.leave(&self.session, self.metrics);
             }
             let now = Instant::now();
             let deadline = match (self.conn.state(), self.session.user.get()) {
@@ -183,6 +242,7 @@ impl Reader<'_> {
 
     /// Move the connection's own output (pongs, Close frames) to the outbox.
     fn flush(&mut self) -> Result<(), ()> {
+        transport::trace_received(&mut self.conn);
         let closing = self.conn.state() != State::Open;
         let bytes = self.conn.take_output();
         match self
@@ -203,10 +263,13 @@ impl Reader<'_> {
             match self.conn.next_event() {
                 Ok(Some(Event::Message(Message::Text(text)))) => {
                     self.metrics.messages_in.fetch_add(1, Relaxed);
+                    // --trace: the frame before the replies the writer prints.
+                    transport::trace_received(&mut self.conn);
                     self.request(&text);
                 }
                 Ok(Some(Event::Message(Message::Binary(_)))) => {
                     // PROTOCOL.md: "A binary message on /ws is closed with 1003."
+                    self.conn.trace_note(|| "closing with 1003".to_owned());
                     self.close(
                         CloseCode::UNSUPPORTED_DATA,
                         "binary messages are not part of the SocketBox protocol",
@@ -232,7 +295,8 @@ impl Reader<'_> {
         }
     }
 
-    fn reply(&self, text: &str) {
+    fn reply(&mut self, text: &str) {
+        self.conn.trace_note(|| format!("replied {text}"));
         if self.session.outbox.send_text(text, self.metrics) == Enqueued::Overflowed {
             self.hub.leave(&self.session, self.metrics);
         }
@@ -265,20 +329,28 @@ impl Reader<'_> {
             }
             ClientMessage::Peer { to, data } => {
                 let recipients = self.hub.registry.sessions_of(&to);
-                if recipients.is_empty() {
-                    return self.reply(&message::error(
+                let template = self.template(codes::MESSAGE_PEER, Some(&to), &data);
+                // A session that is closing, or was dropped by this very
+                // message, took nothing: if none took it, `to` is not online.
+                let delivered = self.hub.deliver(&template, &recipients, self.metrics);
+                self.conn.trace_note(|| {
+                    format!("MESSAGE 30001 queued for {delivered} session(s) of {to}")
+                });
+                if delivered == 0 {
+                    self.reply(&message::error(
                         codes::ERROR_NOT_ONLINE,
                         &format!("{to} is not online"),
                     ));
                 }
-                let template = self.template(codes::MESSAGE_PEER, Some(&to), &data);
-                self.hub.deliver(&template, &recipients, self.metrics);
             }
             ClientMessage::Broadcast { data } => {
                 let mut recipients = self.hub.registry.all_sessions();
                 recipients.retain(|s| s.id != self.session.id);
                 let template = self.template(codes::MESSAGE_BROADCAST, None, &data);
-                self.hub.deliver(&template, &recipients, self.metrics);
+                let delivered = self.hub.deliver(&template, &recipients, self.metrics);
+                self.conn.trace_note(|| {
+                    format!("MESSAGE 30002 queued for {delivered} other session(s)")
+                });
             }
         }
     }
@@ -333,18 +405,78 @@ impl Reader<'_> {
             }
         }
         let _ = self.session.user.set(id.clone());
-        let (count, changed) = self.hub.registry.bind(&id, &self.session);
-        self.metrics.users_online.store(count as u64, Relaxed);
-        self.reply(&message::system(
-            codes::SYSTEM_AUTH_RESULT,
-            Value::Bool(true),
-        ));
-        self.session
-            .outbox
-            .send_presence_now(count as u64, self.metrics);
-        self.session.outbox.start_heartbeat();
-        if changed {
-            self.hub.presence_changed();
+        let mut changed = false;
+        let authenticated = self.session.outbox.authenticate(
+            || {
+                let (count, user_added) = self.hub.registry.bind(&id, &self.session);
+                changed = user_added;
+                count as u64
+            },
+            self.metrics,
+        );
+        self.conn
+            .trace_note(|| format!("authenticated as {id}: SYSTEM 20002 true, 20001 queued"));
+        if authenticated == Enqueued::Overflowed {
+            // Bound, then dropped at once: a --max-queue too small for two replies.
+            self.hub.leave(&self.session, self.metrics);
         }
+        if changed {
+            self.hub.presence_changed(self.metrics);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::{Server, ServerConfig};
+    use std::io::Read;
+    use std::net::{Shutdown, TcpListener};
+
+    /// A reader that panics (a bug; no input can make it panic on purpose)
+    /// still takes its session out of the registry, stops its writer thread
+    /// and closes its socket, because [`SessionEnd`] runs while unwinding.
+    #[test]
+    fn a_panicking_reader_still_ends_its_session() {
+        let server = Server::bind(ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            ..ServerConfig::default()
+        })
+        .unwrap();
+        let shared = server.shared();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let config = &shared.config;
+        let session = Arc::new(Session {
+            id: shared.chat.next_session_id(),
+            user: OnceLock::new(),
+            outbox: Outbox::new(config.max_queue, config.presence_interval, config.heartbeat),
+        });
+        let alice = UserId::new("alice").unwrap();
+        session.user.set(alice.clone()).unwrap();
+        shared.chat.registry.bind(&alice, &session);
+
+        let reader_shared = Arc::clone(&shared);
+        let reader_session = Arc::clone(&session);
+        let reader = thread::spawn(move || {
+            let stream = Arc::new(accepted);
+            let _end = SessionEnd::begin(&reader_shared, &reader_session, &stream).unwrap();
+            assert_eq!(reader_shared.metrics.sessions.load(Relaxed), 1);
+            panic!("a bug in the reader");
+        });
+        // Our FIN lets the lingering close finish at once.
+        client.shutdown(Shutdown::Write).unwrap();
+        assert!(reader.join().is_err(), "the reader panicked");
+
+        assert!(shared.chat.registry.sessions_of(&alice).is_empty());
+        assert_eq!(shared.metrics.sessions.load(Relaxed), 0);
+        assert_eq!(shared.metrics.threads.load(Relaxed), 0, "writer ended");
+        assert!(shared.live.wait_until_empty(Duration::ZERO));
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).expect("EOF, not a timeout");
     }
 }

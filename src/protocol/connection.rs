@@ -32,6 +32,7 @@ use super::frame::{
     write_frame, FrameHeader, HeaderError, HeaderParse, OpCode, MAX_CONTROL_PAYLOAD,
 };
 use super::mask::apply_mask;
+use super::trace::{self, FrameTracer};
 use super::utf8::Utf8Validator;
 
 /// How many bytes the read buffer offers per read.
@@ -210,6 +211,8 @@ pub struct Connection {
     output: Vec<u8>,
     /// Where in `output` the Close frame we queued starts, while unsent.
     close_at: Option<usize>,
+    /// `--trace`: the record of the frames received, when tracing is on.
+    trace: Option<Box<FrameTracer>>,
 }
 
 impl Connection {
@@ -228,6 +231,33 @@ impl Connection {
             utf8: Utf8Validator::new(),
             output: Vec::new(),
             close_at: None,
+            trace: None,
+        }
+    }
+
+    /// `--trace`: from now on, describe every frame received, field by
+    /// field, with what the connection did with it ([`trace`] has the
+    /// format); [`Self::take_trace`] hands the descriptions out. Each starts
+    /// with `[label]`.
+    pub fn trace_frames(&mut self, label: &str) {
+        self.trace = Some(Box::new(FrameTracer::new(label)));
+    }
+
+    /// The descriptions of the frames received since the last call, oldest
+    /// first; empty when tracing is off.
+    pub fn take_trace(&mut self) -> Vec<String> {
+        self.trace
+            .as_deref_mut()
+            .map(FrameTracer::take)
+            .unwrap_or_default()
+    }
+
+    /// Add what the application did with the message [`Self::next_event`]
+    /// just returned to the description of the frame that completed it
+    /// (`echoed`, `delivered to 2 sessions`). `note` runs only when tracing.
+    pub fn trace_note(&mut self, note: impl FnOnce() -> String) {
+        if let Some(tracer) = self.trace.as_deref_mut() {
+            tracer.note(&note());
         }
     }
 
@@ -368,6 +398,14 @@ impl Connection {
         error
     }
 
+    /// `--trace`: the frame being traced has ended; record what became of it.
+    fn trace_frame_end(&mut self, before: State, handled: &Result<Option<Event>, ProtocolError>) {
+        if let Some(tracer) = self.trace.as_deref_mut() {
+            let handled = handled.as_ref().map(Option::as_ref);
+            tracer.frame_done(&trace::outcome(before, handled, self.message.len()));
+        }
+    }
+
     /// The input is beyond parsing: stop reading; the TCP connection closes.
     fn give_up(&mut self) {
         self.state = State::Closed;
@@ -415,18 +453,32 @@ impl Connection {
                     return Ok(None);
                 }
                 let mut payload = self.input[self.start..self.start + len].to_vec();
+                if let Some(tracer) = self.trace.as_deref_mut() {
+                    tracer.payload(0, &payload);
+                }
                 if let Some(key) = frame.header.mask {
                     apply_mask(&mut payload, key, 0);
                 }
                 self.start += len;
                 self.frame = None;
-                if let Some(event) = self.control_frame(frame.header.opcode, payload)? {
+                let before = self.state;
+                let handled = self.control_frame(frame.header.opcode, payload);
+                self.trace_frame_end(before, &handled);
+                if let Some(event) = handled? {
                     return Ok(Some(event));
                 }
-            } else if let Some(message) = self.data_payload(frame)? {
-                return Ok(Some(Event::Message(message)));
-            } else if self.frame.is_some() {
-                return Ok(None);
+            } else {
+                let before = self.state;
+                let handled = self.data_payload(frame).map(|m| m.map(Event::Message));
+                if self.frame.is_none() || handled.is_err() {
+                    self.trace_frame_end(before, &handled);
+                }
+                if let Some(event) = handled? {
+                    return Ok(Some(event));
+                }
+                if self.frame.is_some() {
+                    return Ok(None);
+                }
             }
         }
     }
@@ -437,9 +489,17 @@ impl Connection {
         let (header, header_len) = match FrameHeader::parse(&self.input[self.start..self.end]) {
             Ok(HeaderParse::Complete { header, header_len }) => (header, header_len),
             Ok(HeaderParse::Incomplete { .. }) => return Ok(false),
-            Err(e) => return Err(self.reject(ProtocolError::Header(e))),
+            Err(e) => {
+                if let Some(tracer) = self.trace.as_deref_mut() {
+                    tracer.bad_header(&self.input[self.start..self.end]);
+                }
+                return Err(self.reject(ProtocolError::Header(e)));
+            }
         };
         self.start += header_len;
+        if let Some(tracer) = self.trace.as_deref_mut() {
+            tracer.frame_started(header);
+        }
         let refused = self.check_header(&header).err();
         self.frame = Some(FrameInProgress {
             header,
@@ -455,6 +515,7 @@ impl Connection {
     /// A frame we cannot accept: fail the connection, or, if it already
     /// failed, stop parsing altogether.
     fn reject(&mut self, error: ProtocolError) -> ProtocolError {
+        self.trace_frame_end(self.state, &Err(error));
         if self.state == State::Open {
             self.fail(error)
         } else {
@@ -538,6 +599,9 @@ impl Connection {
         }
         let chunk = &mut self.input[self.start..self.start + take];
         let offset = frame.received as usize;
+        if let Some(tracer) = self.trace.as_deref_mut() {
+            tracer.payload(offset, chunk);
+        }
         self.start += take;
         frame.received += take as u64;
         self.frame = (frame.remaining() > 0).then_some(frame);

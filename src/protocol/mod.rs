@@ -10,12 +10,14 @@
 //! | [`utf8`] | 5.6, 8.1 | incremental, fail-fast UTF-8 validation |
 //! | [`close`] | 5.5.1, 7.4 | Close frame payloads and status codes |
 //! | [`connection`] | 5, 7 | one connection's state machine: messages, control frames, closing |
+//! | [`trace`] | 5.2 | `--trace`: each frame field by field, and what the connection did with it |
 
 pub mod close;
 pub mod connection;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+pub mod trace;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};

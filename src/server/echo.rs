@@ -1,13 +1,17 @@
 //! `GET /echo`: every text and binary message is sent straight back (the
-//! endpoint conformance suites and benchmarks talk to).
+//! endpoint conformance suites and benchmarks talk to). Everything RFC 6455
+//! asks of an endpoint (5 framing, 5.5 control frames, 7 closing, 8.1
+//! UTF-8) is the protocol core's; this module only moves bytes, and with
+//! `--trace` prints each frame ([`crate::protocol::trace`]).
 //!
 //! One thread does everything: read, let the protocol core turn bytes into
 //! events, queue the echoes, write them. While more input is already
 //! buffered the echoes of several messages go out in one write.
 //!
 //! Writes go through an [`EchoWriter`], a mutex around the socket's write
-//! half, because one other thread may write too: the shutdown, which sends
-//! Close 1001 to every connection ([`super::live`]).
+//! side, because one other thread may write too: the shutdown, which sends
+//! Close 1001 to every connection ([`super::live`]). Both share the one
+//! socket descriptor through an `Arc` (see [`super::transport`]).
 
 use std::io;
 use std::net::TcpStream;
@@ -32,7 +36,7 @@ pub struct EchoWriter {
 
 #[derive(Debug)]
 struct WriterState {
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     /// A Close frame has gone out, from either thread.
     close_sent: bool,
     /// The shutdown sent it: the connection must learn of it.
@@ -42,7 +46,12 @@ struct WriterState {
 impl EchoWriter {
     /// Send the connection's output, unless the shutdown has already sent
     /// a Close, in which case the connection is told and its data dropped.
-    fn flush(&self, conn: &mut Connection, metrics: &Metrics) -> io::Result<()> {
+    fn flush(
+        &self,
+        conn: &mut Connection,
+        trace: Option<&str>,
+        metrics: &Metrics,
+    ) -> io::Result<()> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.going_away {
             // Our Close 1001 is out: nothing may follow it, not even the
@@ -50,7 +59,11 @@ impl EchoWriter {
             conn.close_sent_externally();
             conn.clear_output();
         }
-        let result = transport::write_counted(&mut state.stream, conn.output(), metrics);
+        transport::trace_received(conn);
+        if let Some(label) = trace {
+            transport::trace_sent(label, conn.output());
+        }
+        let result = transport::write_counted(&state.stream, conn.output(), metrics);
         conn.clear_output();
         if conn.state() != State::Open {
             state.close_sent = true;
@@ -73,25 +86,30 @@ impl GoingAway for EchoWriter {
         );
         state.close_sent = true;
         state.going_away = true;
-        let _ = transport::write_counted(&mut state.stream, &frame, metrics);
+        let _ = transport::write_counted(&state.stream, &frame, metrics);
         metrics.close_sent(CloseCode::GOING_AWAY.0);
     }
 }
 
 /// Run an upgraded `/echo` connection until it closes. `leftover` holds
 /// bytes that arrived right behind the request head.
-pub fn run(mut stream: TcpStream, leftover: &[u8], shared: &Shared) {
+pub fn run(stream: TcpStream, leftover: &[u8], shared: &Shared) {
     let metrics = &shared.metrics;
     let mut conn = Connection::new(Config {
         max_message: shared.config.echo_max_message,
     });
     conn.receive(leftover);
-    let Ok(write_half) = stream.try_clone() else {
-        return;
-    };
+    let trace = shared
+        .config
+        .trace
+        .then(|| transport::trace_label(&stream, "/echo"));
+    if let Some(label) = &trace {
+        conn.trace_frames(label);
+    }
+    let stream = Arc::new(stream);
     let writer = Arc::new(EchoWriter {
         state: Mutex::new(WriterState {
-            stream: write_half,
+            stream: Arc::clone(&stream),
             close_sent: false,
             going_away: false,
         }),
@@ -113,6 +131,7 @@ pub fn run(mut stream: TcpStream, leftover: &[u8], shared: &Shared) {
                     };
                     if sent {
                         metrics.messages_out.fetch_add(1, Relaxed);
+                        conn.trace_note(|| "echoed back".to_owned());
                     }
                 }
                 Ok(Some(Event::Close(_))) => {}
@@ -120,9 +139,6 @@ pub fn run(mut stream: TcpStream, leftover: &[u8], shared: &Shared) {
                 Ok(None) => break,
                 Err(error) => {
                     metrics.close_sent(error.close_code().0);
-                    if shared.config.trace {
-                        eprintln!("echo: failing connection: {error}");
-                    }
                 }
             }
             // Coalesce: keep going while input is buffered, but do not let
@@ -132,7 +148,7 @@ pub fn run(mut stream: TcpStream, leftover: &[u8], shared: &Shared) {
                 break;
             }
         }
-        if writer.flush(&mut conn, metrics).is_err() {
+        if writer.flush(&mut conn, trace.as_deref(), metrics).is_err() {
             return;
         }
         match conn.state() {
@@ -150,7 +166,7 @@ pub fn run(mut stream: TcpStream, leftover: &[u8], shared: &Shared) {
         if close_deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
-        match transport::read_into(&mut stream, &mut conn, metrics) {
+        match transport::read_into(&stream, &mut conn, metrics) {
             ReadOutcome::Data => {}
             ReadOutcome::TimedOut if conn.state() == State::Open => {
                 transport::close(&mut conn, CloseCode::GOING_AWAY, "idle timeout", metrics);
@@ -158,5 +174,5 @@ pub fn run(mut stream: TcpStream, leftover: &[u8], shared: &Shared) {
             ReadOutcome::TimedOut | ReadOutcome::Eof | ReadOutcome::Failed(_) => return,
         }
     }
-    transport::linger_close(&mut stream);
+    transport::linger_close(&stream);
 }

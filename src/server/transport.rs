@@ -8,12 +8,20 @@
 //! (`shutdown(Write)`, which sends FIN after the queued bytes), then reads
 //! and discards until the peer closes its side or a bounded time passes
 //! ("lingering close", as HTTP servers do it).
+//!
+//! Every function takes `&TcpStream`: std implements `Read` and `Write` for
+//! a shared reference, so the threads of one connection (a reader, a writer,
+//! the shutdown) share one socket descriptor instead of `dup()`ing it. A
+//! thread per connection already costs a thread; it should not cost two
+//! descriptors as well (10,000 connections would need `ulimit -n` over
+//! 20,000).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use crate::protocol::trace::{describe_frames, Direction};
 use crate::protocol::{CloseCode, Connection, State};
 
 use super::metrics::Metrics;
@@ -36,7 +44,7 @@ pub enum ReadOutcome {
 }
 
 /// Read once from `stream` into the connection's buffer.
-pub fn read_into(stream: &mut TcpStream, conn: &mut Connection, metrics: &Metrics) -> ReadOutcome {
+pub fn read_into(mut stream: &TcpStream, conn: &mut Connection, metrics: &Metrics) -> ReadOutcome {
     match stream.read(conn.read_space()) {
         Ok(0) => ReadOutcome::Eof,
         Ok(n) => {
@@ -58,7 +66,7 @@ pub fn read_into(stream: &mut TcpStream, conn: &mut Connection, metrics: &Metric
 }
 
 /// Write all of `bytes`, counting them.
-pub fn write_counted(stream: &mut TcpStream, bytes: &[u8], metrics: &Metrics) -> io::Result<()> {
+pub fn write_counted(mut stream: &TcpStream, bytes: &[u8], metrics: &Metrics) -> io::Result<()> {
     if bytes.is_empty() {
         return Ok(());
     }
@@ -68,7 +76,7 @@ pub fn write_counted(stream: &mut TcpStream, bytes: &[u8], metrics: &Metrics) ->
 }
 
 /// Send whatever the connection has queued.
-pub fn flush(stream: &mut TcpStream, conn: &mut Connection, metrics: &Metrics) -> io::Result<()> {
+pub fn flush(stream: &TcpStream, conn: &mut Connection, metrics: &Metrics) -> io::Result<()> {
     let result = write_counted(stream, conn.output(), metrics);
     conn.clear_output();
     result
@@ -84,7 +92,7 @@ pub fn close(conn: &mut Connection, code: CloseCode, reason: &str, metrics: &Met
 
 /// Half-close, then drain until the peer's FIN or [`CLOSE_TIMEOUT`]. The
 /// stream is dropped (fully closed) by the caller afterwards.
-pub fn linger_close(stream: &mut TcpStream) {
+pub fn linger_close(mut stream: &TcpStream) {
     let _ = stream.shutdown(Shutdown::Write);
     let deadline = Instant::now() + CLOSE_TIMEOUT;
     let mut sink = [0u8; 512];
@@ -97,5 +105,29 @@ pub fn linger_close(stream: &mut TcpStream) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
+    }
+}
+
+/// `--trace`: how a connection's frames are labelled, `PEER-ADDRESS PATH`.
+pub fn trace_label(stream: &TcpStream, path: &str) -> String {
+    match stream.peer_addr() {
+        Ok(peer) => format!("{peer} {path}"),
+        Err(_) => path.to_owned(),
+    }
+}
+
+/// `--trace`: print on stderr, one block per frame, the frames `conn` has
+/// received since the last call (nothing when tracing is off).
+pub fn trace_received(conn: &mut Connection) {
+    for block in conn.take_trace() {
+        eprintln!("{block}");
+    }
+}
+
+/// `--trace`: print on stderr each frame in `bytes` (complete frames the
+/// server is about to send on the connection `label` names).
+pub fn trace_sent(label: &str, bytes: &[u8]) {
+    for block in describe_frames(Direction::Out, bytes) {
+        eprintln!("[{label}] {block}");
     }
 }

@@ -410,3 +410,94 @@ pub fn extend_code(value: &serde_json::Value) -> i64 {
 pub fn is_background(value: &serde_json::Value) -> bool {
     value["code"] == 476 || (value["code"] == 988 && value["extend"]["code"] == 20001)
 }
+
+// ---- stderr capture (tests/trace.rs) ----
+
+/// What a server started with [`Server::start_capturing_stderr`] has written
+/// on stderr so far, collected by a thread.
+pub struct StderrLog {
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl StderrLog {
+    /// Everything written so far.
+    pub fn contents(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Wait (at most 10 s) until stderr contains `needle`.
+    pub fn wait_for(&self, needle: &str) -> bool {
+        eventually(Duration::from_secs(10), || self.contents().contains(needle))
+    }
+}
+
+impl Server {
+    /// Like [`Server::start`], with stderr collected instead of inherited.
+    pub fn start_capturing_stderr(args: &[&str]) -> (Server, StderrLog) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_socketbox"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start socketbox");
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = std::sync::Arc::clone(&text);
+        // Whole reads, not lines: the server writes each trace block in one
+        // write, so a reader of `contents()` never sees half a block.
+        std::thread::spawn(move || {
+            let mut stderr = stderr;
+            let mut chunk = [0u8; 8192];
+            while let Ok(n @ 1..) = stderr.read(&mut chunk) {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        });
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .parse()
+            .expect("an address");
+        (Server { child, addr }, StderrLog { text })
+    }
+}
+
+// ---- process control (tests/hostile.rs) ----
+
+impl Server {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send SIGTERM with the `kill` command (std has no signal API).
+    pub fn signal_term(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Wait at most `limit` for the process to exit: its status, or `None`
+    /// while it still runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
