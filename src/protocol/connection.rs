@@ -286,13 +286,32 @@ impl Connection {
     }
 
     /// Hand over received bytes by copying them in.
-    pub fn receive(&mut self, mut bytes: &[u8]) {
-        while !bytes.is_empty() {
-            let space = self.read_space();
-            let n = space.len().min(bytes.len());
-            space[..n].copy_from_slice(&bytes[..n]);
-            self.commit_read(n);
-            bytes = &bytes[n..];
+    pub fn receive(&mut self, bytes: &[u8]) {
+        self.compact_input();
+        // Only the bytes given are allocated: no zeroed spare room.
+        self.input.truncate(self.end);
+        self.input.extend_from_slice(bytes);
+        self.end = self.input.len();
+    }
+
+    /// Whether the connection waits for the first byte of a new frame with
+    /// no message half-assembled: the moment an I/O layer can read into a
+    /// small buffer of its own instead of [`Self::read_space`].
+    pub fn is_between_messages(&self) -> bool {
+        self.start == self.end && self.frame.is_none() && self.message_kind.is_none()
+    }
+
+    /// Give back the memory of empty buffers, so that a connection waiting
+    /// for its next message holds none (memory per idle connection is what
+    /// a thread-per-connection server on a small host is judged by).
+    pub fn release_idle_buffers(&mut self) {
+        if self.start == self.end {
+            self.input = Vec::new();
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.output.is_empty() {
+            self.output = Vec::new();
         }
     }
 
@@ -1026,6 +1045,29 @@ mod tests {
         assert_eq!(&out[14..16], &[0x03, 0xf1]);
         c.clear_output();
         assert!(!c.send_text_before_close("the close is gone already"));
+    }
+
+    #[test]
+    fn idle_connections_hold_no_buffers() {
+        let mut c = conn();
+        c.receive(&frame(false, 1, b"part"));
+        assert!(events(&mut c).unwrap().is_empty());
+        assert!(!c.is_between_messages(), "a message is half-assembled");
+        c.receive(&frame(true, 0, b"ial"));
+        c.receive(&frame(true, 9, b"")[..3]);
+        assert_eq!(events(&mut c).unwrap().len(), 1);
+        assert!(!c.is_between_messages(), "a frame header is half-read");
+        c.receive(&frame(true, 9, b"")[3..]);
+        assert_eq!(events(&mut c).unwrap().len(), 1);
+        assert!(c.is_between_messages());
+        c.clear_output();
+        c.release_idle_buffers();
+        assert_eq!((c.input.capacity(), c.output.capacity()), (0, 0));
+        c.receive(&frame(true, 1, b"again"));
+        assert_eq!(
+            events(&mut c),
+            Ok(vec![Event::Message(Message::Text("again".into()))])
+        );
     }
 
     #[test]

@@ -314,36 +314,45 @@ impl Drop for ThreadCount<'_> {
 /// Serve one connection, from its request head to its end.
 fn serve(mut stream: TcpStream, shared: &Arc<Shared>) {
     let _ = stream.set_write_timeout(Some(transport::CLOSE_TIMEOUT * 2));
-    let head = match http::read_head(
-        &mut stream,
-        shared.config.handshake_timeout,
-        &shared.metrics,
-    ) {
+    // The request head and its parsed headers are dropped before a
+    // WebSocket handler runs: an idle connection keeps none of them.
+    match answer_request(&mut stream, shared) {
+        Some((Route::Chat, leftover)) => chat::session::run(stream, &leftover, shared),
+        Some((_, leftover)) => echo::run(stream, &leftover, shared),
+        None => {}
+    }
+}
+
+/// Read and answer one request. For an accepted WebSocket upgrade, return
+/// its route and the bytes that came in behind the head.
+fn answer_request(stream: &mut TcpStream, shared: &Arc<Shared>) -> Option<(Route, Vec<u8>)> {
+    let stream = &mut *stream;
+    let head = match http::read_head(stream, shared.config.handshake_timeout, &shared.metrics) {
         Ok(head) => head,
         Err(http::HeadError::Respond(error)) => {
-            http::respond_error(&mut stream, shared, &error);
-            return;
+            http::respond_error(stream, shared, &error);
+            return None;
         }
         Err(http::HeadError::TimedOut) => {
             http::respond(
-                &mut stream,
+                stream,
                 shared,
                 408,
                 "text/plain; charset=utf-8",
                 &[],
                 b"request head took too long",
             );
-            return;
+            return None;
         }
-        Err(http::HeadError::Closed) => return,
+        Err(http::HeadError::Closed) => return None,
     };
     let request = match handshake::parse_request(&head.bytes) {
         Ok(handshake::Parse::Complete(request)) => request,
         // read_head only returns once parse_request said Complete.
-        Ok(handshake::Parse::Partial) => return,
+        Ok(handshake::Parse::Partial) => return None,
         Err(error) => {
-            http::respond_error(&mut stream, shared, &error);
-            return;
+            http::respond_error(stream, shared, &error);
+            return None;
         }
     };
     let leftover = &head.bytes[request.head_len..];
@@ -358,32 +367,33 @@ fn serve(mut stream: TcpStream, shared: &Arc<Shared>) {
         .find(|(method, _, _)| *method == request.method)
         .or_else(|| ROUTES.iter().find(exists));
     let Some(&(method, _, route)) = route else {
-        return http::respond(&mut stream, shared, 404, TEXT, &[], b"not found");
+        http::respond(stream, shared, 404, TEXT, &[], b"not found");
+        return None;
     };
     if request.method != method {
-        return http::respond(
-            &mut stream,
+        http::respond(
+            stream,
             shared,
             405,
             TEXT,
             &[("Allow", method)],
             b"method not allowed",
         );
+        return None;
     }
     match route {
-        Route::Chat => {
-            if upgrade(&mut stream, shared, &request, &[CHAT_SUBPROTOCOL]).is_some() {
-                chat::session::run(stream, leftover, shared);
-            }
+        Route::Chat | Route::Echo => {
+            let protocols: &[&str] = if route == Route::Chat {
+                &[CHAT_SUBPROTOCOL]
+            } else {
+                &[]
+            };
+            upgrade(stream, shared, &request, protocols)?;
+            return Some((route, leftover.to_vec()));
         }
-        Route::Echo => {
-            if upgrade(&mut stream, shared, &request, &[]).is_some() {
-                echo::run(stream, leftover, shared);
-            }
-        }
-        Route::Health => http::respond(&mut stream, shared, 200, TEXT, &[], b"ok"),
+        Route::Health => http::respond(stream, shared, 200, TEXT, &[], b"ok"),
         Route::Index => http::respond(
-            &mut stream,
+            stream,
             shared,
             200,
             "text/html; charset=utf-8",
@@ -391,7 +401,7 @@ fn serve(mut stream: TcpStream, shared: &Arc<Shared>) {
             INDEX_HTML.as_bytes(),
         ),
         Route::Script => http::respond(
-            &mut stream,
+            stream,
             shared,
             200,
             "text/javascript; charset=utf-8",
@@ -401,7 +411,7 @@ fn serve(mut stream: TcpStream, shared: &Arc<Shared>) {
         Route::Metrics => {
             let body = shared.metrics.render();
             http::respond(
-                &mut stream,
+                stream,
                 shared,
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -410,16 +420,17 @@ fn serve(mut stream: TcpStream, shared: &Arc<Shared>) {
             );
         }
         Route::ApiOnline | Route::ApiPush | Route::ApiBroadcast => {
-            api(&mut stream, shared, &request, route, head.bytes.clone());
+            api(stream, shared, &request, route, leftover);
         }
     }
+    None
 }
 
 /// Plain-text content type of short answers.
 const TEXT: &str = "text/plain; charset=utf-8";
 
 /// `/api/*`: off (404) without `--admin-token`, 401 without the right bearer.
-fn api(stream: &mut TcpStream, shared: &Shared, request: &Request, route: Route, bytes: Vec<u8>) {
+fn api(stream: &mut TcpStream, shared: &Shared, request: &Request, route: Route, leftover: &[u8]) {
     let Some(expected) = &shared.config.admin_token else {
         return http::respond(stream, shared, 404, TEXT, &[], b"not found");
     };
@@ -452,7 +463,7 @@ fn api(stream: &mut TcpStream, shared: &Shared, request: &Request, route: Route,
         .content_length()
         .map_err(http::HeadError::Respond)
         .and_then(|length| {
-            let already = bytes[request.head_len..].to_vec();
+            let already = leftover.to_vec();
             http::read_body(
                 stream,
                 already,

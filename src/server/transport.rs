@@ -43,12 +43,32 @@ pub enum ReadOutcome {
     Failed(io::Error),
 }
 
-/// Read once from `stream` into the connection's buffer.
+/// Bytes an idle connection waits for on its thread's stack.
+const IDLE_READ: usize = 1024;
+
+/// Read once from `stream` into the connection.
+///
+/// Between messages the connection gives its buffers back and the thread
+/// blocks reading into a small buffer on its own stack, so an idle
+/// connection costs no heap; only what arrives is copied in. Inside a
+/// message it reads straight into the connection's buffer, in large chunks.
 pub fn read_into(mut stream: &TcpStream, conn: &mut Connection, metrics: &Metrics) -> ReadOutcome {
-    match stream.read(conn.read_space()) {
+    let mut idle_buffer = [0u8; IDLE_READ];
+    let idle = conn.is_between_messages();
+    let result = if idle {
+        conn.release_idle_buffers();
+        stream.read(&mut idle_buffer)
+    } else {
+        stream.read(conn.read_space())
+    };
+    match result {
         Ok(0) => ReadOutcome::Eof,
         Ok(n) => {
-            conn.commit_read(n);
+            if idle {
+                conn.receive(&idle_buffer[..n]);
+            } else {
+                conn.commit_read(n);
+            }
             metrics.bytes_in.fetch_add(n as u64, Relaxed);
             ReadOutcome::Data
         }
