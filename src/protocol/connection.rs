@@ -526,7 +526,16 @@ impl Connection {
             discard: refused.is_some(),
         });
         match refused {
-            Some(error) => Err(self.reject(error)),
+            Some(error) => {
+                let error = self.reject(error);
+                if header.opcode == OpCode::Close {
+                    // A Close we refuse (too long, fragmented) is still the
+                    // peer's Close: none will follow, so once ours is out
+                    // the TCP connection can close (Autobahn 7.3.6).
+                    self.state = State::Closed;
+                }
+                Err(error)
+            }
             None => Ok(true),
         }
     }
@@ -814,6 +823,15 @@ mod tests {
         );
     }
 
+    fn fails_with_state(stream: &[u8], code: u16, state: State) -> ProtocolError {
+        let mut c = conn();
+        c.receive(stream);
+        let err = events(&mut c).expect_err("the connection should fail");
+        assert_eq!(close_code_sent(&c), code);
+        assert_eq!(c.state(), state, "{err}");
+        err
+    }
+
     fn fails_with(stream: &[u8], code: u16) -> ProtocolError {
         let mut c = conn();
         c.receive(stream);
@@ -996,6 +1014,19 @@ mod tests {
         assert!(
             c.output().is_empty(),
             "the peer's answer is not answered again"
+        );
+    }
+
+    #[test]
+    fn a_refused_close_still_ends_the_handshake() {
+        let too_long = frame(true, 8, &[b'x'; 126]);
+        assert_eq!(
+            fails_with_state(&too_long, 1002, State::Closed),
+            ProtocolError::ControlFrameTooLong(126)
+        );
+        assert_eq!(
+            fails_with_state(&frame(false, 8, b"\x03\xe8"), 1002, State::Closed),
+            ProtocolError::FragmentedControlFrame
         );
     }
 
