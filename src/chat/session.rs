@@ -143,6 +143,9 @@ impl<'a> SessionEnd<'a> {
         session: &'a Arc<Session>,
         stream: &'a Arc<TcpStream>,
     ) -> std::io::Result<Self> {
+        if !shared.thread_available() {
+            return Err(std::io::Error::other("connection thread budget reached"));
+        }
         let writer = {
             let session = Arc::clone(session);
             let shared = Arc::clone(shared);

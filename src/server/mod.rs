@@ -95,6 +95,49 @@ pub struct Shared {
     pub live: live::LiveSet,
     /// Open connections per client address, for `--max-connections-per-ip`.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Most connection threads that may run at once; see [`thread_budget`].
+    pub max_threads: u64,
+}
+
+impl Shared {
+    /// Whether one more connection thread may be started. A thread past the
+    /// budget would not fail cleanly: std maps each new thread's signal
+    /// stack after the thread starts, and when the kernel refuses the
+    /// mapping the whole process aborts. So the server refuses first.
+    pub fn thread_available(&self) -> bool {
+        self.metrics.threads.load(Relaxed) < self.max_threads
+    }
+}
+
+/// How many connection threads this host can map. Each thread costs four
+/// memory mappings (its stack and guard page, and std's signal stack and its
+/// guard), and Linux caps a process's mappings at `vm.max_map_count`
+/// (65,530 by default); 1,024 mappings are kept for the heap, libraries and
+/// the server's own threads.
+pub fn thread_budget() -> u64 {
+    let max_map_count = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .unwrap_or(65_530);
+    threads_for_mappings(max_map_count)
+}
+
+fn threads_for_mappings(max_map_count: u64) -> u64 {
+    max_map_count.saturating_sub(1024) / 4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_budget_leaves_room_for_the_process_mappings() {
+        // Measured: with 65,530 mappings the server aborted near 16,400
+        // threads; the budget stops it at 16,126 and answers 503 instead.
+        assert_eq!(threads_for_mappings(65_530), 16_126);
+        assert_eq!(threads_for_mappings(100), 0);
+        assert!(thread_budget() > 0);
+    }
 }
 
 /// A bound, not yet running server.
@@ -116,6 +159,7 @@ impl Server {
                 chat: Hub::default(),
                 live: live::LiveSet::default(),
                 per_ip: Mutex::new(HashMap::new()),
+                max_threads: thread_budget(),
             }),
         })
     }
@@ -257,6 +301,9 @@ struct ConnectionSlot {
 impl ConnectionSlot {
     fn claim(shared: &Arc<Shared>, ip: IpAddr) -> Option<ConnectionSlot> {
         let config = &shared.config;
+        if !shared.thread_available() {
+            return None;
+        }
         let open = shared.metrics.connections.fetch_add(1, Relaxed);
         if open as usize >= config.max_connections {
             shared.metrics.connections.fetch_sub(1, Relaxed);
