@@ -1,0 +1,323 @@
+//! `loadgen`: the SocketBox benchmark's load generator. Raw sockets, the
+//! client side of RFC 6455 written for the job (masked frames), every echoed
+//! byte checked; errors are counted apart and never as throughput. Every
+//! mode is bounded in time. Each mode prints one `RESULT key=value ...`
+//! line on stdout; `loadgen report FILE` turns those into tables.
+//!
+//! ```text
+//! loadgen echo      --addr A [--path /echo] --conns N --size BYTES --inflight K --duration S --warmup S [--threads T] [--text]
+//! loadgen idle      --addr A [--path /echo] --conns N --pid PID [--settle S] [--hold S]
+//! loadgen handshake --addr A [--path /echo] --clients C --duration S --warmup S
+//! loadgen fanout    --addr A --sessions N --rounds R
+//! loadgen peers     --addr A --users N --depth K --duration S --warmup S
+//! loadgen stress    --addr A [--secret S] [--admin T] [--only PREFIX] [--pid PID --stack-kib K]
+//! loadgen report    FILE
+//! ```
+//! `--label NAME` adds `server=NAME` to the RESULT line.
+
+mod chat;
+mod echo;
+mod handshakes;
+mod hist;
+mod idle;
+mod procfs;
+mod report;
+mod stress;
+mod ws;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+struct Args {
+    flags: HashMap<String, String>,
+}
+
+impl Args {
+    fn parse(args: &[String]) -> Result<Args, String> {
+        let mut flags = HashMap::new();
+        let mut i = 0;
+        while i < args.len() {
+            let Some(name) = args[i].strip_prefix("--") else {
+                return Err(format!("unexpected argument {:?}", args[i]));
+            };
+            if name == "text" {
+                flags.insert(name.to_owned(), "1".to_owned());
+                i += 1;
+                continue;
+            }
+            let value = args.get(i + 1).ok_or(format!("--{name} needs a value"))?;
+            flags.insert(name.to_owned(), value.clone());
+            i += 2;
+        }
+        Ok(Args { flags })
+    }
+
+    fn str(&self, name: &str, default: &str) -> String {
+        self.flags
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| default.to_owned())
+    }
+
+    fn num<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, String> {
+        match self.flags.get(name) {
+            Some(v) => v.parse().map_err(|_| format!("--{name}: cannot use {v:?}")),
+            None => Ok(default),
+        }
+    }
+
+    fn secs(&self, name: &str, default: f64) -> Result<Duration, String> {
+        Ok(Duration::from_secs_f64(self.num(name, default)?))
+    }
+
+    fn addr(&self) -> Result<SocketAddr, String> {
+        let text = self.str("addr", "127.0.0.1:8080");
+        text.parse()
+            .map_err(|_| format!("--addr: cannot use {text:?}"))
+    }
+
+    fn label(&self) -> String {
+        match self.flags.get("label") {
+            Some(name) => format!("server={name} "),
+            None => String::new(),
+        }
+    }
+}
+
+fn micros(nanos: u64) -> f64 {
+    nanos as f64 / 1000.0
+}
+
+fn run(mode: &str, args: &Args) -> Result<bool, String> {
+    let label = args.label();
+    match mode {
+        "echo" => {
+            let opts = echo::Options {
+                addr: args.addr()?,
+                path: args.str("path", "/echo"),
+                conns: args.num("conns", 1)?,
+                size: args.num("size", 16)?,
+                inflight: args.num("inflight", 1)?,
+                duration: args.secs("duration", 3.0)?,
+                warmup: args.secs("warmup", 1.0)?,
+                threads: args.num("threads", 1)?,
+                text: args.flags.contains_key("text"),
+            };
+            let o = echo::run(&opts);
+            let errors = o.bad + o.lost + o.failed;
+            println!(
+                "RESULT {label}test=echo conns={} size={} inflight={} msgs_per_s={:.0} p50_us={:.1} p99_us={:.1} max_us={:.1} \
+                 messages={} errors={errors} bad={} lost={} failed={}",
+                opts.conns,
+                opts.size,
+                opts.inflight,
+                o.messages as f64 / opts.duration.as_secs_f64(),
+                micros(o.latency.quantile(0.5)),
+                micros(o.latency.quantile(0.99)),
+                micros(o.latency.max()),
+                o.messages,
+                o.bad,
+                o.lost,
+                o.failed
+            );
+            Ok(errors == 0)
+        }
+        "idle" => {
+            let opts = idle::Options {
+                addr: args.addr()?,
+                path: args.str("path", "/echo"),
+                conns: args.num("conns", 1000)?,
+                pid: args.num("pid", 0)?,
+                settle: args.secs("settle", 2.0)?,
+                openers: args.num("openers", 4)?,
+                hold: args.secs("hold", 0.0)?,
+            };
+            let o = idle::run(&opts);
+            let n = o.opened.max(1) as f64;
+            let per = |after: u64, before: u64| (after as f64 - before as f64) / n;
+            let (b, h, e) = (o.before, o.open, o.echoed);
+            let sys = ((b.mem_available_kib as f64 - e.mem_available_kib as f64)
+                - (e.self_rss_kib as f64 - b.self_rss_kib as f64))
+                / n;
+            let kernel = (per(e.kernel_stack_kib, b.kernel_stack_kib))
+                + per(e.page_tables_kib, b.page_tables_kib)
+                + per(e.slab_unreclaim_kib, b.slab_unreclaim_kib);
+            println!(
+                "RESULT {label}test=idle conns={} opened={} verified={} errors={} rss_kib_before={} rss_kib_open={} rss_kib_echoed={} \
+                 rss_kib_per_conn_hs={:.2} rss_kib_per_conn={:.2} sys_kib_per_conn={:.2} kernel_kib_per_conn={:.2} \
+                 kstack_kib_per_conn={:.2} pagetables_kib_per_conn={:.2} slab_kib_per_conn={:.2} \
+                 threads_before={} threads_after={} other_threads_delta={} open_secs={:.2}",
+                opts.conns,
+                o.opened,
+                o.verified,
+                o.errors,
+                b.rss_kib,
+                h.rss_kib,
+                e.rss_kib,
+                per(h.rss_kib, b.rss_kib),
+                per(e.rss_kib, b.rss_kib),
+                sys,
+                kernel,
+                per(e.kernel_stack_kib, b.kernel_stack_kib),
+                per(e.page_tables_kib, b.page_tables_kib),
+                per(e.slab_unreclaim_kib, b.slab_unreclaim_kib),
+                b.threads,
+                e.threads,
+                // Threads that appeared or ended elsewhere meanwhile: the
+                // system-wide figures are only clean when this is near 0.
+                (e.system_threads as i64 - b.system_threads as i64) - (e.threads as i64 - b.threads as i64),
+                o.open_secs
+            );
+            Ok(o.errors == 0)
+        }
+        "handshake" => {
+            let opts = handshakes::Options {
+                addr: args.addr()?,
+                path: args.str("path", "/echo"),
+                clients: args.num("clients", 8)?,
+                duration: args.secs("duration", 3.0)?,
+                warmup: args.secs("warmup", 0.5)?,
+            };
+            let o = handshakes::run(&opts);
+            println!(
+                "RESULT {label}test=handshake clients={} rate={:.0} p50_us={:.1} p99_us={:.1} handshakes={} errors={}",
+                opts.clients,
+                o.handshakes as f64 / opts.duration.as_secs_f64(),
+                micros(o.latency.quantile(0.5)),
+                micros(o.latency.quantile(0.99)),
+                o.handshakes,
+                o.errors
+            );
+            Ok(o.errors == 0)
+        }
+        "fanout" => {
+            let sessions: usize = args.num("sessions", 1000)?;
+            let rounds: usize = args.num("rounds", 5)?;
+            let prefix = format!("f{}x{}-u", std::process::id(), sessions);
+            let o =
+                chat::fanout(args.addr()?, &prefix, sessions, rounds).map_err(|e| e.to_string())?;
+            let mut last: Vec<u64> = o.last.clone();
+            last.sort_unstable();
+            let ms = |n: u64| n as f64 / 1e6;
+            println!(
+                "RESULT {label}test=fanout sessions={sessions} receivers={} rounds={} last_ms_med={:.2} last_ms_min={:.2} last_ms_max={:.2} \
+                 p50_ms={:.2} errors={} session_errors={} bad={} lost={} last_ms_all={}",
+                o.receivers,
+                last.len(),
+                ms(last.get(last.len() / 2).copied().unwrap_or(0)),
+                ms(last.first().copied().unwrap_or(0)),
+                ms(last.last().copied().unwrap_or(0)),
+                ms(o.deliveries.quantile(0.5)),
+                o.errors.total(),
+                o.errors.sessions,
+                o.errors.bad,
+                o.errors.lost,
+                o.last.iter().map(|n| format!("{:.1}", ms(*n))).collect::<Vec<_>>().join(",")
+            );
+            Ok(o.errors.total() == 0)
+        }
+        "peers" => {
+            let users: usize = args.num("users", 1000)?;
+            let depth: usize = args.num("depth", 1)?;
+            let duration = args.secs("duration", 3.0)?;
+            let prefix = format!("p{}x{}-u", std::process::id(), users);
+            let o = chat::peers(
+                args.addr()?,
+                &prefix,
+                users,
+                depth,
+                args.secs("warmup", 1.0)?,
+                duration,
+            )
+            .map_err(|e| e.to_string())?;
+            println!(
+                "RESULT {label}test=peers users={users} depth={depth} msgs_per_s={:.0} p50_us={:.1} p99_us={:.1} delivered={} \
+                 errors={} session_errors={} bad={} lost={}",
+                o.delivered as f64 / duration.as_secs_f64(),
+                micros(o.latency.quantile(0.5)),
+                micros(o.latency.quantile(0.99)),
+                o.delivered,
+                o.errors.total(),
+                o.errors.sessions,
+                o.errors.bad,
+                o.errors.lost
+            );
+            Ok(o.errors.total() == 0)
+        }
+        "stress" => {
+            let secret = args.flags.get("secret").cloned();
+            let admin = args.flags.get("admin").cloned();
+            let pid: u32 = args.num("pid", 0)?;
+            let stack_kib: u64 = args.num("stack-kib", 0)?;
+            let mut stacks = (0, 0);
+            let (passed, failed) = stress::run(
+                args.addr()?,
+                secret,
+                admin,
+                args.flags.get("only").cloned(),
+                || {
+                    if pid > 0 && stack_kib > 0 {
+                        stacks = procfs::stack_high_water(pid, stack_kib);
+                    }
+                },
+            );
+            let (high, count) = stacks;
+            println!(
+                "RESULT {label}test=stress passed={passed} failed={failed} stack_rss_max_kib={high} stack_mappings={count}"
+            );
+            Ok(failed == 0)
+        }
+        "stacks" => {
+            let pid: u32 = args.num("pid", 0)?;
+            let stack_kib: u64 = args.num("stack-kib", 64)?;
+            let (high, count) = procfs::stack_high_water(pid, stack_kib);
+            println!("RESULT {label}test=stacks stack_rss_max_kib={high} stack_mappings={count}");
+            Ok(true)
+        }
+        _ => Err(format!(
+            "unknown mode {mode:?} (echo, idle, handshake, fanout, peers, stress, stacks, report)"
+        )),
+    }
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some(mode) = argv.first() else {
+        eprintln!("usage: loadgen MODE [--flag value ...]; see the source's header");
+        return ExitCode::from(2);
+    };
+    if mode == "report" {
+        let Some(path) = argv.get(1) else {
+            eprintln!("usage: loadgen report FILE");
+            return ExitCode::from(2);
+        };
+        return match std::fs::read_to_string(path) {
+            Ok(text) => {
+                print!("{}", report::render(&text));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("loadgen: {path}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let args = match Args::parse(&argv[1..]) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(mode, &args) {
+        Ok(true) => ExitCode::SUCCESS,
+        // Errors are in the RESULT line; the exit code says there were some.
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
