@@ -103,6 +103,9 @@ struct Queue {
     presence_last_value: Option<u64>,
     /// When to send the next heartbeat PING, once authenticated.
     next_ping: Option<Instant>,
+    /// The writer sleeps on the condition variable: only then is a wake-up
+    /// (a futex system call) worth making.
+    writer_waiting: bool,
 }
 
 /// A session's bounded outbound queue.
@@ -140,6 +143,7 @@ impl Outbox {
                 presence_last_sent: None,
                 presence_last_value: None,
                 next_ping: None,
+                writer_waiting: false,
             }),
             wake: Condvar::new(),
             max_bytes,
@@ -175,13 +179,29 @@ impl Outbox {
             queue.phase = Phase::Dropped(Instant::now());
             metrics.slow_consumers.fetch_add(1, Relaxed);
             metrics.close_sent(CloseCode::POLICY_VIOLATION.0);
-            self.wake.notify_one();
             return Enqueued::Overflowed;
         }
         queue.bytes += cost;
         queue.items.push_back(item);
-        self.wake.notify_one();
         Enqueued::Yes
+    }
+
+    /// Whether the writer sleeps and must be woken; clears the flag, so one
+    /// wake-up serves everything queued before the writer runs. The writer
+    /// looks at the queue under the same lock before it sleeps, so when it
+    /// is busy no wake-up is needed and none is lost.
+    fn wake_if_waiting(&self, queue: &mut Queue) -> bool {
+        std::mem::take(&mut queue.writer_waiting)
+    }
+
+    /// Release the lock, then wake the writer if it sleeps, so that it does
+    /// not wake up into a lock its waker still holds.
+    fn unlock_and_wake(&self, mut queue: MutexGuard<'_, Queue>) {
+        let wake = self.wake_if_waiting(&mut queue);
+        drop(queue);
+        if wake {
+            self.wake.notify_one();
+        }
     }
 
     /// Queue frame bytes produced for this session (a reply, a pong, a
@@ -195,6 +215,7 @@ impl Outbox {
         if contains_close && result == Enqueued::Yes {
             queue.phase = Phase::Closing;
         }
+        self.unlock_and_wake(queue);
         result
     }
 
@@ -203,7 +224,9 @@ impl Outbox {
         let mut bytes = Vec::with_capacity(text.len() + 4);
         write_frame(&mut bytes, OpCode::Text, text.as_bytes());
         let mut queue = self.lock();
-        self.push(&mut queue, Item::Text(bytes), metrics)
+        let result = self.push(&mut queue, Item::Text(bytes), metrics);
+        self.unlock_and_wake(queue);
+        result
     }
 
     /// Queue a shared MESSAGE, numbering it with this session's next `seq`.
@@ -218,6 +241,7 @@ impl Outbox {
         if result == Enqueued::Yes {
             queue.next_seq += 1;
         }
+        self.unlock_and_wake(queue);
         result
     }
 
@@ -249,6 +273,7 @@ impl Outbox {
         );
         let accepted = self.push(&mut queue, Item::Text(bytes), metrics);
         if accepted != Enqueued::Yes {
+            self.unlock_and_wake(queue);
             return accepted;
         }
         let mut bytes = Vec::new();
@@ -263,7 +288,9 @@ impl Outbox {
         if queue.next_ping.is_none() {
             queue.next_ping = Some(Instant::now() + self.heartbeat);
         }
-        self.push(&mut queue, Item::Text(bytes), metrics)
+        let result = self.push(&mut queue, Item::Text(bytes), metrics);
+        self.unlock_and_wake(queue);
+        result
     }
 
     /// A new online count: it is sent when this session's presence window
@@ -275,7 +302,7 @@ impl Outbox {
         let mut queue = self.lock();
         if queue.phase == Phase::Open && queue.presence_last_sent.is_some() {
             queue.presence_pending = (queue.presence_last_value != Some(count)).then_some(count);
-            self.wake.notify_one();
+            self.unlock_and_wake(queue);
         }
     }
 
@@ -293,6 +320,7 @@ impl Outbox {
             queue.phase = Phase::Closing;
             metrics.close_sent(CloseCode::GOING_AWAY.0);
         }
+        self.unlock_and_wake(queue);
     }
 
     /// Whether this session was dropped as a slow consumer.
@@ -306,7 +334,7 @@ impl Outbox {
         if !matches!(queue.phase, Phase::Dropped(_)) {
             queue.phase = Phase::Finished;
         }
-        self.wake.notify_one();
+        self.unlock_and_wake(queue);
     }
 
     /// Wait for the next thing to write; `None` when the writer should stop
@@ -374,10 +402,11 @@ impl Outbox {
 
     fn wait<'a>(
         &self,
-        queue: MutexGuard<'a, Queue>,
+        mut queue: MutexGuard<'a, Queue>,
         timeout: Option<Duration>,
     ) -> MutexGuard<'a, Queue> {
-        match timeout {
+        queue.writer_waiting = true;
+        let mut queue = match timeout {
             Some(timeout) => self
                 .wake
                 .wait_timeout(queue, timeout)
@@ -387,7 +416,9 @@ impl Outbox {
                 .wake
                 .wait(queue)
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        }
+        };
+        queue.writer_waiting = false;
+        queue
     }
 
     /// The writer thread's body: drain the queue into `stream` until the
