@@ -42,6 +42,28 @@ pub fn read_head(
     let mut bytes = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
+        // Never read past the limit plus one byte: enough to tell "too big".
+        let room = (MAX_REQUEST_HEAD + 1)
+            .saturating_sub(bytes.len())
+            .clamp(1, chunk.len());
+        let n = read_by(stream, deadline, &mut chunk[..room])?;
+        metrics
+            .bytes_in
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        bytes.extend_from_slice(&chunk[..n]);
+        match handshake::parse_request(&bytes) {
+            Ok(Parse::Complete(_)) => return Ok(Head { bytes }),
+            Ok(Parse::Partial) => {}
+            Err(error) => return Err(HeadError::Respond(error)),
+        }
+    }
+}
+
+/// One read that must finish by `deadline`: the deadline covers a whole
+/// head or body, so a client trickling a byte at a time cannot extend it.
+/// Returns at least one byte, or why there is none.
+fn read_by(stream: &mut TcpStream, deadline: Instant, buf: &mut [u8]) -> Result<usize, HeadError> {
+    loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(HeadError::TimedOut);
@@ -49,18 +71,9 @@ pub fn read_head(
         stream
             .set_read_timeout(Some(left))
             .map_err(|_| HeadError::Closed)?;
-        // Never read past the limit plus one byte: enough to tell "too big".
-        let room = (MAX_REQUEST_HEAD + 1)
-            .saturating_sub(bytes.len())
-            .clamp(1, chunk.len());
-        match stream.read(&mut chunk[..room]) {
+        match stream.read(buf) {
             Ok(0) => return Err(HeadError::Closed),
-            Ok(n) => {
-                metrics
-                    .bytes_in
-                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                bytes.extend_from_slice(&chunk[..n]);
-            }
+            Ok(n) => return Ok(n),
             Err(e)
                 if matches!(
                     e.kind(),
@@ -69,13 +82,8 @@ pub fn read_head(
             {
                 return Err(HeadError::TimedOut)
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return Err(HeadError::Closed),
-        }
-        match handshake::parse_request(&bytes) {
-            Ok(Parse::Complete(_)) => return Ok(Head { bytes }),
-            Ok(Parse::Partial) => {}
-            Err(error) => return Err(HeadError::Respond(error)),
         }
     }
 }
@@ -95,28 +103,9 @@ pub fn read_body(
     already.truncate(content_length);
     let mut chunk = [0u8; 1024];
     while already.len() < content_length {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(HeadError::TimedOut);
-        }
-        stream
-            .set_read_timeout(Some(left))
-            .map_err(|_| HeadError::Closed)?;
         let want = (content_length - already.len()).min(chunk.len());
-        match stream.read(&mut chunk[..want]) {
-            Ok(0) => return Err(HeadError::Closed),
-            Ok(n) => already.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(HeadError::TimedOut)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return Err(HeadError::Closed),
-        }
+        let n = read_by(stream, deadline, &mut chunk[..want])?;
+        already.extend_from_slice(&chunk[..n]);
     }
     Ok(already)
 }
