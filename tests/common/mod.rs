@@ -22,11 +22,16 @@ impl Server {
     /// Start `socketbox --listen 127.0.0.1:0 ARGS...` and wait for its
     /// `listening on ADDR` line.
     pub fn start(args: &[&str]) -> Server {
+        Server::spawn(args, Stdio::inherit())
+    }
+
+    /// Start the binary with `stderr` as given and wait for its address.
+    fn spawn(args: &[&str], stderr: Stdio) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_socketbox"))
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start socketbox");
         let stdout = child.stdout.take().expect("stdout");
@@ -434,15 +439,9 @@ impl StderrLog {
 impl Server {
     /// Like [`Server::start`], with stderr collected instead of inherited.
     pub fn start_capturing_stderr(args: &[&str]) -> (Server, StderrLog) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_socketbox"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start socketbox");
+        let mut server = Server::spawn(args, Stdio::piped());
+        let stderr = server.child.stderr.take().expect("stderr");
         let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr");
         let sink = std::sync::Arc::clone(&text);
         // Whole reads, not lines: the server writes each trace block in one
         // write, so a reader of `contents()` never sees half a block.
@@ -455,17 +454,7 @@ impl Server {
                     .push_str(&String::from_utf8_lossy(&chunk[..n]));
             }
         });
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .parse()
-            .expect("an address");
-        (Server { child, addr }, StderrLog { text })
+        (server, StderrLog { text })
     }
 }
 
