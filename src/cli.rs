@@ -1,6 +1,7 @@
 //! The command line: `socketbox [FLAGS]` runs the server, `socketbox token
 //! ...` mints an AUTH token. Parsed by hand (std has no argument parser and
-//! the flag set is small); every flag is in `PROTOCOL.md` or the README.
+//! the flag set is small); every flag is in `PROTOCOL.md` ("Command line")
+//! or the README. No RFC is involved.
 
 use std::fmt;
 use std::time::Duration;

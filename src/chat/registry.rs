@@ -1,5 +1,7 @@
 //! The registry: who is online, as a mutex-guarded map from user id to that
-//! user's sessions (one per browser tab).
+//! user's sessions (one per browser tab). It implements PROTOCOL.md
+//! "Authentication" (one id, several sessions; the online count counts ids)
+//! and no RFC: WebSocket itself has no notion of users.
 //!
 //! The lock is held only to read or change the map, never across socket
 //! I/O or while queueing a message: routing takes a snapshot of the

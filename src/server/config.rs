@@ -1,6 +1,7 @@
 //! The server's settings, one field per command-line flag (the flag table in
 //! `PROTOCOL.md` and the README), with the defaults `socketbox` uses when run
-//! with no flags.
+//! with no flags. No RFC governs these; where a value bounds an RFC 6455
+//! rule (the message size behind close 1009, 7.4.1) the field says so.
 
 use std::time::Duration;
 

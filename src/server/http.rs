@@ -1,6 +1,9 @@
 //! Plain HTTP over a socket: reading one request head (bounded in size and
 //! time) and writing one response. The grammar itself is parsed by
-//! [`crate::protocol::handshake`]; this module only does the I/O.
+//! [`crate::protocol::handshake`]; this module only does the I/O of RFC 9112
+//! section 2 (a message is a head, then a body of `Content-Length` bytes)
+//! and of RFC 6455 4.2.1, whose opening handshake is such a request. Every
+//! answer closes the connection (RFC 9112 9.6, `Connection: close`).
 
 use std::io::{self, Read};
 use std::net::TcpStream;

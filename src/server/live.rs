@@ -1,5 +1,7 @@
 //! The open WebSocket connections, kept so that a shutdown can say goodbye
-//! to each: PROTOCOL.md: "On SIGINT or SIGTERM the server stops accepting,
+//! to each with the RFC 6455 7.4.1 code 1001 ("an endpoint is "going away",
+//! such as a server going down") and a closing handshake (7.1.2).
+//! PROTOCOL.md: "On SIGINT or SIGTERM the server stops accepting,
 //! sends Close 1001 on every open WebSocket connection (all endpoints,
 //! authenticated or not), waits up to 5 s for the closing handshakes, and
 //! exits 0."

@@ -1,5 +1,6 @@
 //! Counters and gauges served at `GET /metrics` in the Prometheus text
-//! exposition format (version 0.0.4).
+//! exposition format (version 0.0.4; no RFC). Close codes are counted by
+//! their RFC 6455 7.4 value, rejections by their RFC 9110 status.
 //!
 //! Plain atomics, updated where things happen; the two labelled families
 //! (closes by code, rejections by status) are small maps behind a mutex,
