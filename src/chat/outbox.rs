@@ -351,7 +351,7 @@ impl Outbox {
             }
             if let Some(item) = queue.items.pop_front() {
                 queue.bytes -= item.cost();
-                return Next::Write(item, queue.phase);
+                return Next::Write(item);
             }
             match queue.phase {
                 Phase::Finished => return Next::Stop,
@@ -380,7 +380,7 @@ impl Outbox {
                         message::system(message::codes::SYSTEM_ONLINE_COUNT, count.into())
                             .as_bytes(),
                     );
-                    return Next::Write(Item::Text(bytes), Phase::Open);
+                    return Next::Write(Item::Text(bytes));
                 }
             }
             if let Some(at) = queue.next_ping {
@@ -388,7 +388,7 @@ impl Outbox {
                     queue.next_ping = Some(now + self.heartbeat);
                     let mut bytes = Vec::new();
                     write_frame(&mut bytes, OpCode::Text, message::ping().as_bytes());
-                    return Next::Write(Item::Text(bytes), Phase::Open);
+                    return Next::Write(Item::Text(bytes));
                 }
             }
             let presence_due = match (queue.presence_pending, queue.presence_last_sent) {
@@ -429,8 +429,8 @@ impl Outbox {
         let mut header = Vec::with_capacity(16);
         let mut seq_and_tail = Vec::with_capacity(32);
         loop {
-            let (item, phase) = match self.next_item() {
-                Next::Write(item, phase) => (item, phase),
+            let item = match self.next_item() {
+                Next::Write(item) => item,
                 Next::Stop => return,
                 Next::ForceClose => break,
             };
@@ -438,10 +438,10 @@ impl Outbox {
                 transport::trace_sent(label, bytes);
             }
             let written = match &item {
-                Item::Frame(bytes) => write_all_patiently(&mut stream, &[bytes], self, phase),
+                Item::Frame(bytes) => write_all_patiently(&mut stream, &[bytes], self),
                 Item::Text(bytes) => {
                     metrics.messages_out.fetch_add(1, Relaxed);
-                    write_all_patiently(&mut stream, &[bytes], self, phase)
+                    write_all_patiently(&mut stream, &[bytes], self)
                 }
                 Item::Message(template, seq) => {
                     seq_and_tail.clear();
@@ -464,7 +464,6 @@ impl Outbox {
                         &mut stream,
                         &[&header, template.prefix(), &seq_and_tail],
                         self,
-                        phase,
                     )
                 }
             };
@@ -482,7 +481,7 @@ impl Outbox {
 }
 
 enum Next {
-    Write(Item, Phase),
+    Write(Item),
     Stop,
     ForceClose,
 }
@@ -494,7 +493,6 @@ fn write_all_patiently(
     stream: &mut &TcpStream,
     parts: &[&[u8]],
     outbox: &Outbox,
-    _phase: Phase,
 ) -> io::Result<usize> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
     let mut done = 0;
