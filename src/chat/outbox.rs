@@ -337,9 +337,9 @@ impl Outbox {
         self.unlock_and_wake(queue);
     }
 
-    /// Wait for the next thing to write; `None` when the writer should stop
-    /// (after the queue is flushed), `Some(Err(deadline))`-like cases are
-    /// handled inside: a dropped session past its grace gets `None`.
+    /// Wait for the next thing to write: a queued item, a due online count or
+    /// heartbeat PING; [`Next::Stop`] once the reader is done and the queue
+    /// is flushed; [`Next::ForceClose`] when a dropped session's grace ends.
     fn next_item(&self) -> Next {
         let mut queue = self.lock();
         loop {
