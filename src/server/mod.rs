@@ -19,6 +19,7 @@ pub mod echo;
 pub mod http;
 pub mod live;
 pub mod metrics;
+pub mod threads;
 pub mod transport;
 
 use std::collections::HashMap;
@@ -97,6 +98,8 @@ pub struct Shared {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     /// Most connection threads that may run at once; see [`thread_budget`].
     pub max_threads: u64,
+    /// The threads that run connections.
+    pub threads: Arc<threads::ThreadCache<Accepted>>,
 }
 
 impl Shared {
@@ -150,6 +153,7 @@ pub struct Server {
 impl Server {
     /// Bind the listening socket.
     pub fn bind(config: ServerConfig) -> io::Result<Server> {
+        let thread_stack = config.thread_stack;
         let listener = TcpListener::bind(config.listen.as_str())?;
         Ok(Server {
             listener,
@@ -160,6 +164,7 @@ impl Server {
                 live: live::LiveSet::default(),
                 per_ip: Mutex::new(HashMap::new()),
                 max_threads: thread_budget(),
+                threads: threads::ThreadCache::new(thread_stack, run_accepted),
             }),
         })
     }
@@ -234,25 +239,43 @@ impl Server {
             return;
         };
         let _ = stream.set_nodelay(true);
-        // Kept until the spawn succeeds, so that a failed spawn can still
-        // answer 503 on the connection the closure took with it.
-        let spare = stream.try_clone().ok();
-        let thread_shared = Arc::clone(shared);
-        let spawned = thread::Builder::new()
-            .name("conn".into())
-            .stack_size(shared.config.thread_stack)
-            .spawn(move || {
-                let _slot = slot;
-                let _thread = ThreadCount::enter(&thread_shared.metrics);
-                serve(stream, &thread_shared);
-            });
-        if let Err(e) = spawned {
+        let accepted = Accepted {
+            stream,
+            slot,
+            shared: Arc::clone(shared),
+        };
+        if let Err((accepted, e)) = shared.threads.run(accepted) {
             eprintln!("socketbox: cannot spawn a connection thread: {e}");
-            if let Some(stream) = spare {
-                refuse(stream, shared, 503, "server cannot start a thread");
-            }
+            refuse(accepted.stream, shared, 503, "server cannot start a thread");
         }
     }
+}
+
+/// An accepted connection on its way to a thread.
+pub struct Accepted {
+    stream: TcpStream,
+    slot: ConnectionSlot,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Accepted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accepted")
+            .field("stream", &self.stream)
+            .finish()
+    }
+}
+
+/// What a connection thread does with an accepted connection.
+fn run_accepted(accepted: Accepted) {
+    let Accepted {
+        stream,
+        slot,
+        shared,
+    } = accepted;
+    let _slot = slot;
+    let _thread = ThreadCount::enter(&shared.metrics);
+    serve(stream, &shared);
 }
 
 /// Stops a running [`Server`]: PROTOCOL.md "On SIGINT or SIGTERM the
