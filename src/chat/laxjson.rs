@@ -424,7 +424,7 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    /// The rest of a `\uXXXX` escape (`pos` is after the `u`), with the
+    /// The rest of a `\u` escape, four hex digits (`pos` is after the `u`), with the
     /// second half of a UTF-16 surrogate pair when the first is a high one.
     fn parse_unicode_escape(&mut self, backslash: usize) -> Result<char, LaxJsonError> {
         let invalid = LaxJsonError::InvalidUnicodeEscape { at: backslash };
