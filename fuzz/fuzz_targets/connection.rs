@@ -5,13 +5,15 @@
 //! Input layout: byte 0 picks `max_message` (bits 0-2: 0 B to 64 KiB, edges
 //! included) and what the application does (bits 3-4, [`App`]); byte 1 a
 //! number of cut points (0 to 16) that follow as u16 each; the rest is the
-//! stream. The stream is fed three times, to three connections: whole with
+//! stream. The stream is fed four times, to four connections: whole with
 //! `receive`; one byte at a time, sending the output (`clear_output`) after
 //! each and releasing the buffers whenever the connection is between
-//! messages (`release_idle_buffers`); and in the pieces the cut points make
+//! messages (`release_idle_buffers`); in the pieces the cut points make
 //! through `read_space`/`commit_read` with `--trace` on, taking the output
-//! after each. Checked:
-//! - chunking does not matter: the three runs give the same events and
+//! after each; and in the same pieces as `/echo` reads, straight into the
+//! message (`read_payload_with`, sometimes past the frame's end) whenever
+//! `direct_payload_room` offers room. Checked:
+//! - chunking does not matter: the four runs give the same events and
 //!   errors in the same order, the same bytes out, the same final state and
 //!   the same unprocessed input; neither does tracing;
 //! - `next_event` always comes to `Ok(None)`: no input makes it loop;
@@ -80,6 +82,12 @@ enum Feed {
     /// `read_space`, copy, `commit_read`, as the server's I/O loop does,
     /// with `--trace` on; `take_output` after each piece.
     Pieces,
+    /// As `/echo` reads: the rest of a piece goes straight into the message
+    /// (`read_payload_with`) whenever `direct_payload_room` allows, even
+    /// when it holds more than the frame's remaining payload; otherwise
+    /// `receive` takes the next header's worth of bytes. `clear_output` after each piece, and
+    /// `release_idle_buffers` when between messages.
+    Direct,
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -112,6 +120,8 @@ fuzz_target!(|data: &[u8]| {
     let ends = piece_ends(&cuts, stream.len());
     let pieces = measured_run(config, app, stream, &ends, Feed::Pieces);
     assert_eq!(pieces, whole, "fed in pieces differs from whole");
+    let direct = measured_run(config, app, stream, &ends, Feed::Direct);
+    assert_eq!(direct, whole, "read into the message differs from whole");
 });
 
 /// Runs, and checks the run's peak heap: the message under assembly (at most
@@ -124,7 +134,7 @@ fn measured_run(config: Config, app: App, stream: &[u8], ends: &[usize], feed: F
     let (run, peak) = peak_heap_growth(|| run(config, app, stream, ends, feed));
     let trace_records = match feed {
         Feed::Pieces => 1024 * 1024,
-        Feed::Whole | Feed::Bytewise => 0,
+        Feed::Whole | Feed::Bytewise | Feed::Direct => 0,
     };
     let budget = 4 * config.max_message + 64 * stream.len() + 64 * 1024 + trace_records;
     assert!(peak <= budget, "held {peak} bytes, budget {budget}");
@@ -164,6 +174,26 @@ fn run(config: Config, app: App, stream: &[u8], ends: &[usize], feed: Feed) -> R
         fed = end;
         match feed {
             Feed::Whole | Feed::Bytewise => conn.receive(piece),
+            Feed::Direct => {
+                // A header's worth at a time through `receive`, so that
+                // room opens up inside the piece; then all the rest at once.
+                let mut rest = piece;
+                while !rest.is_empty() {
+                    let n = match conn.direct_payload_room() {
+                        Some(_) => {
+                            conn.read_payload_with(|message| message.extend_from_slice(rest));
+                            rest.len()
+                        }
+                        None => {
+                            let n = rest.len().min(MAX_HEADER_LEN);
+                            conn.receive(&rest[..n]);
+                            n
+                        }
+                    };
+                    rest = &rest[n..];
+                    drain(&mut conn, app, &mut run, stream.len(), tracing);
+                }
+            }
             Feed::Pieces => {
                 let mut rest = piece;
                 while !rest.is_empty() {
@@ -179,7 +209,7 @@ fn run(config: Config, app: App, stream: &[u8], ends: &[usize], feed: Feed) -> R
         drain(&mut conn, app, &mut run, stream.len(), tracing);
         match feed {
             Feed::Whole => {}
-            Feed::Bytewise => {
+            Feed::Bytewise | Feed::Direct => {
                 run.output.extend_from_slice(conn.output());
                 conn.clear_output();
                 // As the server does when a connection goes idle.

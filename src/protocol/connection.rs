@@ -9,7 +9,9 @@
 //!
 //! 1. read socket bytes into [`Connection::read_space`], then call
 //!    [`Connection::commit_read`] (or hand over a slice with
-//!    [`Connection::receive`]);
+//!    [`Connection::receive`]); inside a data frame, when
+//!    [`Connection::direct_payload_room`] says so, read the payload straight
+//!    into the message with [`Connection::read_payload_with`];
 //! 2. call [`Connection::next_event`] until it returns `Ok(None)`;
 //! 3. write out [`Connection::output`] and call [`Connection::clear_output`];
 //! 4. when [`Connection::state`] is [`State::Closed`], close the TCP
@@ -29,7 +31,7 @@ use std::fmt;
 
 use super::close::{close_payload, parse_close_payload, CloseCode, CloseError, CloseFrame};
 use super::frame::{
-    write_frame, FrameHeader, HeaderError, HeaderParse, OpCode, MAX_CONTROL_PAYLOAD,
+    write_frame, FrameHeader, HeaderError, HeaderParse, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
 };
 use super::mask::apply_mask;
 use super::trace::{self, FrameTracer};
@@ -74,6 +76,23 @@ pub enum Message {
     Text(String),
     /// A binary message.
     Binary(Vec<u8>),
+}
+
+impl Message {
+    /// The payload, as sent on the wire.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Message::Text(text) => text.as_bytes(),
+            Message::Binary(bytes) => bytes,
+        }
+    }
+
+    fn opcode(&self) -> OpCode {
+        match self {
+            Message::Text(_) => OpCode::Text,
+            Message::Binary(_) => OpCode::Binary,
+        }
+    }
 }
 
 /// Something the peer did that the application may want to know about.
@@ -207,6 +226,9 @@ pub struct Connection {
     /// The kind of the fragmented message in progress, if any.
     message_kind: Option<MessageKind>,
     message: Vec<u8>,
+    /// Bytes at the end of `message` that [`Self::read_payload_with`] put
+    /// there and [`Self::next_event`] has not unmasked and checked yet.
+    unchecked_payload: usize,
     utf8: Utf8Validator,
     output: Vec<u8>,
     /// Where in `output` the Close frame we queued starts, while unsent.
@@ -228,6 +250,7 @@ impl Connection {
             frame: None,
             message_kind: None,
             message: Vec::new(),
+            unchecked_payload: 0,
             utf8: Utf8Validator::new(),
             output: Vec::new(),
             close_at: None,
@@ -294,6 +317,58 @@ impl Connection {
         self.end = self.input.len();
     }
 
+    /// How many payload bytes may be read straight into the message being
+    /// assembled with [`Self::read_payload_with`], skipping the read buffer:
+    /// `Some` only inside a data frame whose payload is still arriving, with
+    /// no input buffered, while open. (RFC 6455 5.2: the payload follows the
+    /// header as-is, so the next bytes on the wire can only be this frame's
+    /// payload, up to its length.)
+    pub fn direct_payload_room(&self) -> Option<usize> {
+        let frame = self.frame.as_ref()?;
+        let open = self.state == State::Open && !self.failed;
+        let data = !frame.discard && !frame.header.opcode.is_control();
+        if !open || !data || self.start != self.end || self.message_kind.is_none() {
+            return None;
+        }
+        let room = frame.remaining() - self.unchecked_payload as u64;
+        (room > 0).then_some(room as usize)
+    }
+
+    /// Whether the message being assembled is text: its bytes are checked
+    /// for UTF-8 as they arrive, so that bad text fails the connection at
+    /// once (RFC 6455 8.1), and an I/O layer that waits to fill
+    /// [`Self::direct_payload_room`] in one go would delay that.
+    pub fn is_receiving_text(&self) -> bool {
+        self.message_kind == Some(MessageKind::Text)
+    }
+
+    /// Let `read` append received bytes to the message itself, saving a
+    /// copy through the read buffer for a large frame: it gets the message
+    /// with room reserved for [`Self::direct_payload_room`] bytes, and
+    /// should append at most that many; bytes beyond are kept as input.
+    /// [`Self::next_event`] then unmasks and checks them as if they had
+    /// come through [`Self::receive`]. When there is no room (see
+    /// [`Self::direct_payload_room`]), `read` appends to a scratch vector
+    /// that is handed to [`Self::receive`]. Returns what `read` returns.
+    pub fn read_payload_with<R>(&mut self, read: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        let Some(room) = self.direct_payload_room() else {
+            let mut scratch = Vec::new();
+            let result = read(&mut scratch);
+            self.receive(&scratch);
+            return result;
+        };
+        let before = self.message.len();
+        self.message.reserve(room);
+        let result = read(&mut self.message);
+        let beyond = self.message.len().saturating_sub(before + room);
+        if beyond > 0 {
+            let next_frames = self.message.split_off(before + room);
+            self.receive(&next_frames);
+        }
+        self.unchecked_payload += self.message.len() - before;
+        result
+    }
+
     /// Whether the connection waits for the first byte of a new frame with
     /// no message half-assembled: the moment an I/O layer can read into a
     /// small buffer of its own instead of [`Self::read_space`].
@@ -357,6 +432,27 @@ impl Connection {
         self.send(OpCode::Ping, &payload[..len])
     }
 
+    /// The header of a frame carrying `message`, to send a large payload
+    /// without copying it into the output: write the output, then this
+    /// header, then [`Message::as_bytes`], in one vectored write. `None`
+    /// once the closing handshake has begun, as for [`Self::send_text`].
+    pub fn header_for(&self, message: &Message) -> Option<Vec<u8>> {
+        // RFC 6455 5.5.1: no data frames after a Close (see `send`).
+        if self.state != State::Open {
+            return None;
+        }
+        let mut header = Vec::with_capacity(MAX_HEADER_LEN);
+        FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode: message.opcode(),
+            mask: None,
+            payload_len: message.as_bytes().len() as u64,
+        }
+        .write(&mut header);
+        Some(header)
+    }
+
     fn send(&mut self, opcode: OpCode, payload: &[u8]) -> bool {
         // RFC 6455 5.5.1: "After sending a Close frame, the endpoint MUST NOT
         // send any further data frames."
@@ -377,7 +473,22 @@ impl Connection {
                 &close_payload(code, reason),
             );
             self.state = State::CloseSent;
+            self.drop_partial_message();
         }
+    }
+
+    /// Forget the message being assembled: once our Close is queued, no
+    /// message will be delivered, and the rest of its frames is skipped.
+    fn drop_partial_message(&mut self) {
+        // Payload read straight into the message has left the wire: the
+        // frame must count it, or it would wait for those bytes again.
+        if let Some(frame) = self.frame.as_mut() {
+            frame.received += std::mem::take(&mut self.unchecked_payload) as u64;
+        }
+        self.message_kind = None;
+        self.message = Vec::new();
+        self.unchecked_payload = 0;
+        self.utf8.reset();
     }
 
     /// Record that a Close frame was sent on this connection's behalf by
@@ -387,6 +498,7 @@ impl Connection {
     pub fn close_sent_externally(&mut self) {
         if self.state == State::Open {
             self.state = State::CloseSent;
+            self.drop_partial_message();
             self.clear_output();
         }
     }
@@ -411,9 +523,7 @@ impl Connection {
     fn fail(&mut self, error: ProtocolError) -> ProtocolError {
         self.close(error.close_code(), &error.to_string());
         self.failed = true;
-        self.message_kind = None;
-        self.message = Vec::new();
-        self.utf8.reset();
+        self.drop_partial_message();
         error
     }
 
@@ -605,16 +715,22 @@ impl Connection {
         Ok(())
     }
 
-    /// Take in the payload bytes of a data frame that have arrived; returns
-    /// the message when its last byte is in.
+    /// Take in the payload bytes of a data frame that have arrived (in the
+    /// read buffer, or appended to the message by
+    /// [`Self::read_payload_with`]); returns the message when its last byte
+    /// is in.
     fn data_payload(
         &mut self,
         mut frame: FrameInProgress,
     ) -> Result<Option<Message>, ProtocolError> {
-        let available = (self.end - self.start) as u64;
-        let take = frame.remaining().min(available) as usize;
+        let direct = std::mem::take(&mut self.unchecked_payload);
+        let take = if direct > 0 {
+            direct
+        } else {
+            frame.remaining().min((self.end - self.start) as u64) as usize
+        };
         let skipping = self.state != State::Open;
-        if frame.received == 0 && !skipping {
+        if frame.received == 0 && direct == 0 && !skipping {
             match frame.header.opcode {
                 OpCode::Text => self.message_kind = Some(MessageKind::Text),
                 OpCode::Binary => self.message_kind = Some(MessageKind::Binary),
@@ -625,12 +741,20 @@ impl Connection {
                     .reserve_exact(frame.header.payload_len as usize);
             }
         }
-        let chunk = &mut self.input[self.start..self.start + take];
+        // Where this step's payload bytes are: at the end of the message, or
+        // next in the read buffer.
+        let (bytes, range) = if direct > 0 {
+            let at = self.message.len() - direct;
+            (&mut self.message, at..at + direct)
+        } else {
+            self.start += take;
+            (&mut self.input, self.start - take..self.start)
+        };
+        let chunk = &mut bytes[range.clone()];
         let offset = frame.received as usize;
         if let Some(tracer) = self.trace.as_deref_mut() {
             tracer.payload(offset, chunk);
         }
-        self.start += take;
         frame.received += take as u64;
         self.frame = (frame.remaining() > 0).then_some(frame);
         if !skipping {
@@ -640,7 +764,9 @@ impl Connection {
             if self.message_kind == Some(MessageKind::Text) && self.utf8.feed(chunk).is_err() {
                 return Err(self.fail(ProtocolError::InvalidUtf8));
             }
-            self.message.extend_from_slice(chunk);
+            if direct == 0 {
+                self.message.extend_from_slice(&self.input[range]);
+            }
         }
         if self.frame.is_some() || skipping || !frame.header.fin {
             return Ok(None);
@@ -1125,5 +1251,90 @@ mod tests {
             assert!(c.input.len() <= 2 * READ_CHUNK);
         }
         assert_eq!(got, vec![Event::Message(Message::Binary(vec![9; 1 << 20]))]);
+    }
+
+    /// Feeds `stream` the way `/echo` reads: through the read buffer, but
+    /// straight into the message whenever the connection offers room,
+    /// `step` bytes at most per read (sometimes more than the room, so the
+    /// next frame's first bytes arrive with the payload's last).
+    fn feed_direct(
+        c: &mut Connection,
+        stream: &[u8],
+        step: usize,
+    ) -> Vec<Result<Event, ProtocolError>> {
+        let mut all = Vec::new();
+        let mut rest = stream;
+        while !rest.is_empty() {
+            let n = step.min(rest.len());
+            if c.direct_payload_room().is_some() {
+                c.read_payload_with(|message| message.extend_from_slice(&rest[..n]));
+            } else {
+                c.receive(&rest[..n]);
+            }
+            rest = &rest[n..];
+            while let Some(event) = c.next_event().transpose() {
+                all.push(event);
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn payload_read_into_the_message_gives_the_same_events() {
+        let text = "κόσμε ".repeat(3000);
+        let binary: Vec<u8> = (0..20_000u32).map(|i| i as u8).collect();
+        let mut stream = frame(true, 1, text.as_bytes());
+        stream.extend(frame(false, 2, &binary[..9000]));
+        stream.extend(frame(true, 9, b"ping"));
+        stream.extend(frame(true, 0, &binary[9000..]));
+        stream.extend(frame(true, 8, &[0x03, 0xe8]));
+        let config = Config {
+            max_message: 1 << 20,
+        };
+        let mut whole = Connection::new(config);
+        whole.receive(&stream);
+        let expected: Vec<_> = std::iter::from_fn(|| whole.next_event().transpose()).collect();
+        assert_eq!(expected.len(), 4);
+        for step in [1, 7, 1000, 4096, 8192, 50_000] {
+            let mut c = Connection::new(config);
+            assert_eq!(feed_direct(&mut c, &stream, step), expected, "step {step}");
+            assert_eq!(c.output(), whole.output(), "step {step}");
+            assert_eq!(c.state(), State::Closed);
+        }
+    }
+
+    #[test]
+    fn room_is_offered_only_inside_a_data_frame_while_open() {
+        let mut c = conn();
+        assert_eq!(c.direct_payload_room(), None, "no frame yet");
+        let stream = frame(true, 2, &[7; 600]);
+        c.receive(&stream[..8 + 100]);
+        assert_eq!(events(&mut c), Ok(vec![]));
+        assert_eq!(c.direct_payload_room(), Some(500));
+        c.read_payload_with(|message| message.extend_from_slice(&stream[108..408]));
+        assert_eq!(
+            c.direct_payload_room(),
+            Some(200),
+            "300 read, not yet checked"
+        );
+        c.close(CloseCode::GOING_AWAY, "bye");
+        assert_eq!(c.direct_payload_room(), None, "closing: data is skipped");
+        c.receive(&stream[408..]);
+        assert_eq!(events(&mut c), Ok(vec![]), "the message is dropped");
+        assert!(c.is_between_messages());
+    }
+
+    #[test]
+    fn bad_utf8_read_into_the_message_fails_the_connection() {
+        let mut payload = vec![b'a'; 10_000];
+        payload[9_000] = 0xff;
+        let stream = frame(true, 1, &payload);
+        let mut c = Connection::new(Config {
+            max_message: 1 << 20,
+        });
+        let events = feed_direct(&mut c, &stream, 4096);
+        assert_eq!(events, vec![Err(ProtocolError::InvalidUtf8)]);
+        assert_eq!(close_code_sent(&c), 1007);
+        assert_eq!(c.direct_payload_room(), None);
     }
 }
