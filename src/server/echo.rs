@@ -6,7 +6,10 @@
 //!
 //! One thread does everything: read, let the protocol core turn bytes into
 //! events, queue the echoes, write them. While more input is already
-//! buffered the echoes of several messages go out in one write.
+//! buffered the echoes of several messages go out in one write. A large
+//! binary message is never copied inside the server: its payload is read
+//! straight into the message ([`Connection::read_payload_with`]) and
+//! written back from there, behind its header, in one vectored write.
 //!
 //! Writes go through an [`EchoWriter`], a mutex around the socket's write
 //! side, because one other thread may write too: the shutdown, which sends
@@ -27,6 +30,11 @@ use super::live::GoingAway;
 use super::metrics::Metrics;
 use super::transport::{self, ReadOutcome, CLOSE_TIMEOUT};
 use super::Shared;
+
+/// Messages at least this long are echoed from where they are, by a
+/// vectored write, instead of being copied into the output behind the
+/// echoes of smaller ones.
+const UNCOPIED_ECHO: usize = 16 * 1024;
 
 /// The write half of an `/echo` connection, shared with the shutdown.
 #[derive(Debug)]
@@ -52,6 +60,20 @@ impl EchoWriter {
         trace: Option<&str>,
         metrics: &Metrics,
     ) -> io::Result<()> {
+        self.flush_then_echo(conn, trace, None, metrics).map(|_| ())
+    }
+
+    /// [`Self::flush`], then send `echo` (when given) in the same vectored
+    /// write, its payload straight from the message: a large message is
+    /// not copied into the output first. Returns whether the echo was sent
+    /// (not once a Close has gone out).
+    fn flush_then_echo(
+        &self,
+        conn: &mut Connection,
+        trace: Option<&str>,
+        echo: Option<&Message>,
+        metrics: &Metrics,
+    ) -> io::Result<bool> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.going_away {
             // Our Close 1001 is out: nothing may follow it, not even the
@@ -63,12 +85,20 @@ impl EchoWriter {
         if let Some(label) = trace {
             transport::trace_sent(label, conn.output());
         }
-        let result = transport::write_counted(&state.stream, conn.output(), metrics);
+        let header = echo.and_then(|message| conn.header_for(message));
+        let result = match (&header, echo) {
+            (Some(header), Some(message)) => transport::write_all_counted(
+                &state.stream,
+                &[conn.output(), header, message.as_bytes()],
+                metrics,
+            ),
+            _ => transport::write_counted(&state.stream, conn.output(), metrics),
+        };
         conn.clear_output();
         if conn.state() != State::Open {
             state.close_sent = true;
         }
-        result
+        result.map(|()| header.is_some())
     }
 }
 
@@ -125,9 +155,16 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Shared) {
             match conn.next_event() {
                 Ok(Some(Event::Message(message))) => {
                     metrics.messages_in.fetch_add(1, Relaxed);
-                    let sent = match &message {
-                        Message::Text(text) => conn.send_text(text),
-                        Message::Binary(data) => conn.send_binary(data),
+                    let sent = if message.as_bytes().len() >= UNCOPIED_ECHO && trace.is_none() {
+                        match writer.flush_then_echo(&mut conn, None, Some(&message), metrics) {
+                            Ok(sent) => sent,
+                            Err(_) => return,
+                        }
+                    } else {
+                        match &message {
+                            Message::Text(text) => conn.send_text(text),
+                            Message::Binary(data) => conn.send_binary(data),
+                        }
                     };
                     if sent {
                         metrics.messages_out.fetch_add(1, Relaxed);
@@ -166,7 +203,16 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Shared) {
         if close_deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
-        match transport::read_into(&stream, &mut conn, metrics) {
+        // A binary frame's payload is read whole, straight into the message;
+        // text goes through the read buffer, read by read, so that bad
+        // UTF-8 fails the connection as soon as it arrives.
+        let outcome = match conn.direct_payload_room() {
+            Some(room) if !conn.is_receiving_text() => {
+                transport::read_payload(&stream, &mut conn, room, metrics)
+            }
+            _ => transport::read_into(&stream, &mut conn, metrics),
+        };
+        match outcome {
             ReadOutcome::Data => {}
             ReadOutcome::TimedOut if conn.state() == State::Open => {
                 transport::close(&mut conn, CloseCode::GOING_AWAY, "idle timeout", metrics);
