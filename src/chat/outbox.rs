@@ -31,16 +31,31 @@
 //! shared bytes with vectored writes, never copying them per recipient.
 //! `seq` is assigned under the queue's lock, in queue order, so a receiver
 //! sees 1, 2, 3... with no gap unless the session was dropped.
+//!
+//! # Writing through
+//!
+//! Waking a writer costs a context switch, and a broadcast to 5,000
+//! sessions paid 5,000 of them (`docs/benchmarks.md`). So when a MESSAGE
+//! finds the queue empty and the writer asleep, the sending thread writes
+//! it to the socket itself, under the queue's lock (so nothing can get
+//! ahead of it), and *without blocking*: the descriptor is switched to
+//! non-blocking mode for that one `writev` and back. A healthy client's
+//! socket buffer takes the frame whole and no writer wakes; whatever the
+//! kernel does not take is queued for the writer as usual, so a slow
+//! consumer still never blocks a sender. The mode belongs to the
+//! descriptor the reader shares: a reader that enters `read()` during
+//! that instant gets `WouldBlock`, which it treats as a read timeout and
+//! reads again.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::protocol::close::close_payload;
-use crate::protocol::frame::{write_frame, FrameHeader, OpCode};
+use crate::protocol::frame::{write_frame, FrameHeader, OpCode, MAX_HEADER_LEN};
 use crate::protocol::CloseCode;
 use crate::server::metrics::Metrics;
 use crate::server::transport;
@@ -116,6 +131,8 @@ pub struct Outbox {
     max_bytes: usize,
     presence_interval: Duration,
     heartbeat: Duration,
+    /// The session's socket, when senders may write through to it.
+    write_through: OnceLock<Arc<TcpStream>>,
 }
 
 /// What an enqueue did.
@@ -149,7 +166,38 @@ impl Outbox {
             max_bytes,
             presence_interval,
             heartbeat,
+            write_through: OnceLock::new(),
         }
+    }
+
+    /// Let senders write MESSAGEs straight to `stream` when the writer
+    /// sleeps with nothing queued (see "Writing through" above). Not with
+    /// `--trace`, where the writer prints every frame it sends.
+    pub fn allow_write_through(&self, stream: Arc<TcpStream>) {
+        let _ = self.write_through.set(stream);
+    }
+
+    /// Write `parts` to the socket if the writer sleeps and nothing is
+    /// queued, without blocking; returns how many bytes went out (0 when
+    /// it was not the moment, or the socket buffer was full).
+    fn try_write_through(&self, queue: &Queue, parts: &[&[u8]]) -> usize {
+        let Some(mut stream) = self.write_through.get().map(|s| &**s) else {
+            return 0;
+        };
+        if queue.phase != Phase::Open || !queue.items.is_empty() || !queue.writer_waiting {
+            return 0;
+        }
+        if stream.set_nonblocking(true).is_err() {
+            return 0;
+        }
+        let slices: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
+        let written = stream.write_vectored(&slices).unwrap_or(0);
+        if stream.set_nonblocking(false).is_err() {
+            // The reader and writer would spin on WouldBlock: end the
+            // connection instead (it wakes both).
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        written
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
@@ -229,15 +277,34 @@ impl Outbox {
         result
     }
 
-    /// Queue a shared MESSAGE, numbering it with this session's next `seq`.
+    /// Queue a shared MESSAGE, numbering it with this session's next `seq`,
+    /// or write it through to the socket (see "Writing through" above).
     pub fn send_message(&self, template: &Arc<MessageTemplate>, metrics: &Metrics) -> Enqueued {
         let mut queue = self.lock();
         let seq = queue.next_seq;
-        let result = self.push(
-            &mut queue,
-            Item::Message(Arc::clone(template), seq),
-            metrics,
-        );
+        let item = match self.write_through.get() {
+            Some(_) if queue.writer_waiting && queue.items.is_empty() => {
+                let (header, seq_and_tail) = message_frame_parts(template, seq);
+                let parts = [&header[..], template.prefix(), &seq_and_tail];
+                let written = self.try_write_through(&queue, &parts);
+                if written > 0 {
+                    metrics.messages_out.fetch_add(1, Relaxed);
+                    metrics.bytes_out.fetch_add(written as u64, Relaxed);
+                }
+                if written == parts.iter().map(|part| part.len()).sum::<usize>() {
+                    queue.next_seq += 1;
+                    return Enqueued::Yes;
+                }
+                if written > 0 {
+                    // The rest of a frame already begun: it goes out next.
+                    Item::Frame(parts.concat()[written..].to_vec())
+                } else {
+                    Item::Message(Arc::clone(template), seq)
+                }
+            }
+            _ => Item::Message(Arc::clone(template), seq),
+        };
+        let result = self.push(&mut queue, item, metrics);
         if result == Enqueued::Yes {
             queue.next_seq += 1;
         }
@@ -426,8 +493,6 @@ impl Outbox {
     /// The reader shares the same socket (one descriptor, not a `dup()`).
     pub fn run_writer(&self, mut stream: &TcpStream, trace: Option<&str>, metrics: &Metrics) {
         let _ = stream.set_write_timeout(Some(WRITE_STEP));
-        let mut header = Vec::with_capacity(16);
-        let mut seq_and_tail = Vec::with_capacity(32);
         loop {
             let item = match self.next_item() {
                 Next::Write(item) => item,
@@ -444,17 +509,7 @@ impl Outbox {
                     write_all_patiently(&mut stream, &[bytes], self)
                 }
                 Item::Message(template, seq) => {
-                    seq_and_tail.clear();
-                    template.write_seq_and_tail(*seq, &mut seq_and_tail);
-                    header.clear();
-                    FrameHeader {
-                        fin: true,
-                        rsv: 0,
-                        opcode: OpCode::Text,
-                        mask: None,
-                        payload_len: (template.prefix().len() + seq_and_tail.len()) as u64,
-                    }
-                    .write(&mut header);
+                    let (header, seq_and_tail) = message_frame_parts(template, *seq);
                     if let Some(label) = trace {
                         let frame = [&header, template.prefix(), &seq_and_tail].concat();
                         transport::trace_sent(label, &frame);
@@ -478,6 +533,23 @@ impl Outbox {
         // connection, which also wakes the reader blocked in read().
         let _ = stream.shutdown(Shutdown::Both);
     }
+}
+
+/// The frame header and the `seq`-and-tail of a MESSAGE for the recipient
+/// whose `seq` this is; the template's prefix goes between them.
+fn message_frame_parts(template: &MessageTemplate, seq: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut seq_and_tail = Vec::with_capacity(32);
+    template.write_seq_and_tail(seq, &mut seq_and_tail);
+    let mut header = Vec::with_capacity(MAX_HEADER_LEN);
+    FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode: OpCode::Text,
+        mask: None,
+        payload_len: (template.prefix().len() + seq_and_tail.len()) as u64,
+    }
+    .write(&mut header);
+    (header, seq_and_tail)
 }
 
 enum Next {
@@ -622,5 +694,145 @@ mod tests {
         };
         assert_eq!(&close[..4], &[0x88, 15, 0x03, 0xf0], "Close 1008");
         assert_eq!(&close[4..], b"slow consumer");
+    }
+
+    /// A connected pair on 127.0.0.1: (the server's end, the client's end).
+    fn socket_pair() -> (Arc<TcpStream>, TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (Arc::new(server), client)
+    }
+
+    fn template(data: &str) -> Arc<MessageTemplate> {
+        Arc::new(MessageTemplate::new(
+            message::codes::MESSAGE_BROADCAST,
+            None,
+            None,
+            &serde_json::Value::from(data),
+            0,
+        ))
+    }
+
+    /// Reads one unmasked text frame's payload (any length) from `stream`.
+    fn read_text_frame(stream: &mut TcpStream) -> io::Result<String> {
+        use std::io::Read;
+        let mut head = [0u8; 2];
+        stream.read_exact(&mut head)?;
+        if head[0] != 0x81 {
+            return Err(io::Error::other(format!(
+                "not a final text frame: {head:x?}"
+            )));
+        }
+        let len = match head[1] {
+            126 => {
+                let mut len = [0u8; 2];
+                stream.read_exact(&mut len)?;
+                u16::from_be_bytes(len) as usize
+            }
+            127 => {
+                let mut len = [0u8; 8];
+                stream.read_exact(&mut len)?;
+                u64::from_be_bytes(len) as usize
+            }
+            len => len as usize,
+        };
+        let mut payload = vec![0; len.min(1 << 20)];
+        stream.read_exact(&mut payload)?;
+        String::from_utf8(payload).map_err(io::Error::other)
+    }
+
+    #[test]
+    fn a_message_for_a_sleeping_writer_is_written_through_and_the_socket_stays_blocking() {
+        let (server, mut client) = socket_pair();
+        let outbox = outbox();
+        let metrics = Metrics::default();
+        outbox.allow_write_through(Arc::clone(&server));
+        outbox.lock().writer_waiting = true;
+        assert_eq!(
+            outbox.send_message(&template("hi"), &metrics),
+            Enqueued::Yes
+        );
+        assert!(
+            outbox.lock().items.is_empty(),
+            "nothing left for the writer"
+        );
+        assert!(outbox.lock().writer_waiting, "the writer was not woken");
+        let body: serde_json::Value =
+            serde_json::from_str(&read_text_frame(&mut client).unwrap()).unwrap();
+        assert_eq!(body["body"]["data"], "hi");
+        assert_eq!(body["body"]["seq"], 1);
+        assert_eq!(metrics.messages_out.load(Relaxed), 1);
+        // Blocking again: a read waits for its timeout instead of failing
+        // at once with WouldBlock.
+        let wait = Duration::from_millis(200);
+        server.set_read_timeout(Some(wait)).unwrap();
+        let started = Instant::now();
+        let mut byte = [0u8; 1];
+        assert!(std::io::Read::read(&mut &*server, &mut byte).is_err());
+        assert!(
+            started.elapsed() >= wait / 2,
+            "the socket was left non-blocking"
+        );
+    }
+
+    #[test]
+    fn a_busy_writer_or_a_queue_gets_no_write_through() {
+        let (server, _client) = socket_pair();
+        let outbox = outbox();
+        let metrics = Metrics::default();
+        outbox.allow_write_through(server);
+        assert_eq!(outbox.send_message(&template("a"), &metrics), Enqueued::Yes);
+        assert_eq!(outbox.lock().items.len(), 1, "the writer is not asleep");
+        outbox.lock().writer_waiting = true;
+        assert_eq!(outbox.send_message(&template("b"), &metrics), Enqueued::Yes);
+        assert_eq!(outbox.lock().items.len(), 2, "it would overtake the queue");
+        assert_eq!(metrics.messages_out.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn what_a_full_socket_does_not_take_is_left_to_the_writer_in_order() {
+        let (server, mut client) = socket_pair();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let outbox = outbox();
+        let metrics = Metrics::default();
+        outbox.allow_write_through(Arc::clone(&server));
+        // The client reads nothing yet, so the socket buffers fill up and
+        // a write-through is cut short; after that everything queues.
+        let big = "x".repeat(50_000);
+        let mut sent = 0;
+        while outbox.lock().items.is_empty() {
+            outbox.lock().writer_waiting = true;
+            assert_eq!(
+                outbox.send_message(&template(&big), &metrics),
+                Enqueued::Yes
+            );
+            sent += 1;
+            assert!(sent < 1_000, "the socket never filled");
+        }
+        for _ in 0..3 {
+            outbox.send_message(&template(&big), &metrics);
+            sent += 1;
+        }
+        let (writer, bodies) = std::thread::scope(|scope| {
+            let writer = scope.spawn(|| outbox.run_writer(&server, None, &metrics));
+            let bodies: Vec<_> = (1..=sent)
+                .map(|_| read_text_frame(&mut client))
+                .take_while(Result::is_ok)
+                .collect();
+            outbox.finish();
+            let _ = server.shutdown(Shutdown::Both);
+            (writer.join(), bodies)
+        });
+        assert!(writer.is_ok());
+        assert_eq!(bodies.len() as u64, sent, "a frame could not be read");
+        for (seq, body) in (1..).zip(bodies) {
+            let body: serde_json::Value = serde_json::from_str(&body.unwrap()).unwrap();
+            assert_eq!(body["body"]["seq"], seq);
+            assert_eq!(body["body"]["data"].as_str().map(str::len), Some(big.len()));
+        }
+        assert_eq!(metrics.messages_out.load(Relaxed), sent);
     }
 }

@@ -161,6 +161,9 @@ impl<'a> SessionEnd<'a> {
                         .run_writer(&stream, trace.as_deref(), &shared.metrics);
                 })?
         };
+        if !shared.config.trace {
+            session.outbox.allow_write_through(Arc::clone(stream));
+        }
         shared.metrics.sessions.fetch_add(1, Relaxed);
         let live = shared.live.register(
             Arc::clone(session) as Arc<dyn crate::server::live::GoingAway>,
