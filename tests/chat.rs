@@ -280,6 +280,34 @@ fn broadcast_reaches_every_other_authenticated_session() {
     }
 }
 
+#[test]
+fn a_broadcast_shared_between_threads_reaches_each_session_once_in_seq_order() {
+    // Over 1,024 recipients the server splits the fan-out between cores,
+    // and most recipients are written to by the sender's own threads, not
+    // their writers (src/chat/outbox.rs, "Writing through").
+    const RECEIVERS: usize = 1_100;
+    let server = Server::start(&[]);
+    let mut sender = server.user("sender");
+    let mut receivers: Vec<Client> = (0..RECEIVERS)
+        .map(|i| server.user(&format!("user{i}")))
+        .collect();
+    for round in 1..=3 {
+        sender.send_json(&json!({"code": 10003, "data": {"round": round}}));
+    }
+    for (i, receiver) in receivers.iter_mut().enumerate() {
+        for round in 1..=3 {
+            let got = receiver.event();
+            let body = message_body(&got, 30002);
+            assert_eq!(body["from"], "sender", "receiver {i}");
+            assert_eq!(body["data"], json!({"round": round}), "receiver {i}");
+            assert_eq!(body["seq"], round, "receiver {i}");
+        }
+    }
+    for receiver in receivers.iter_mut().step_by(100) {
+        assert_eq!(receiver.sync(), Vec::<Value>::new(), "nothing more");
+    }
+}
+
 // ---------------------------------------------------------------- PING / PONG
 
 #[test]

@@ -23,8 +23,8 @@ pub mod registry;
 pub mod session;
 pub mod token;
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::server::metrics::Metrics;
@@ -32,6 +32,29 @@ use crate::server::metrics::Metrics;
 use message::MessageTemplate;
 use outbox::Enqueued;
 use registry::{Registry, Session};
+
+/// Recipients from which a fan-out is shared between the cores.
+const SPLIT_FAN_OUT_AT: usize = 1024;
+
+/// Stack of a fan-out helper thread: it only queues and writes.
+const FAN_OUT_STACK: usize = 64 * 1024;
+
+/// One of the fan-out helper threads allowed at once, given back when
+/// dropped (also if the helper panics, or never starts).
+struct HelperSlot<'a>(&'a AtomicUsize);
+
+impl<'a> HelperSlot<'a> {
+    fn take(running: &'a AtomicUsize, limit: usize) -> Option<Self> {
+        let slot = HelperSlot(running);
+        (running.fetch_add(1, Relaxed) < limit).then_some(slot)
+    }
+}
+
+impl Drop for HelperSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
 
 /// The chat state shared by every connection thread.
 #[derive(Debug, Default)]
@@ -43,6 +66,8 @@ pub struct Hub {
     /// clears it.
     presence_dirty: Mutex<bool>,
     presence_wake: Condvar,
+    /// Fan-out helper threads running now.
+    fan_out_helpers: AtomicUsize,
 }
 
 /// Milliseconds since the Unix epoch, for MESSAGE `time`.
@@ -61,7 +86,69 @@ impl Hub {
 
     /// Queue `template` to each of `sessions`; returns how many took it.
     /// A session whose queue overflows is dropped from the registry at once.
+    ///
+    /// Most recipients' writers sleep, so the sending thread writes the
+    /// message through to their sockets itself ([`outbox`]); a large
+    /// fan-out is shared with one helper thread per further core, so that
+    /// all cores write.
     pub fn deliver(
+        &self,
+        template: &Arc<MessageTemplate>,
+        sessions: &[Arc<Session>],
+        metrics: &Metrics,
+    ) -> usize {
+        if sessions.len() < SPLIT_FAN_OUT_AT {
+            return self.deliver_here(template, sessions, metrics);
+        }
+        // Asked once: std reads the cgroup's CPU quota files for it.
+        static CORES: OnceLock<usize> = OnceLock::new();
+        let cores =
+            *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if cores == 1 {
+            return self.deliver_here(template, sessions, metrics);
+        }
+        let mut parts = sessions.chunks(sessions.len().div_ceil(cores));
+        let mine = parts.next().unwrap_or_default();
+        std::thread::scope(|scope| {
+            let mut delivered = 0;
+            let mut helpers = Vec::new();
+            for part in parts {
+                match self.spawn_fan_out_helper(scope, cores - 1, || {
+                    self.deliver_here(template, part, metrics)
+                }) {
+                    Some(helper) => helpers.push(helper),
+                    None => delivered += self.deliver_here(template, part, metrics),
+                }
+            }
+            delivered += self.deliver_here(template, mine, metrics);
+            for helper in helpers {
+                delivered += helper.join().unwrap_or(0);
+            }
+            delivered
+        })
+    }
+
+    /// A helper thread for a large fan-out, unless `limit` helpers run
+    /// already (many large broadcasts at once must not become many threads)
+    /// or no thread can be had.
+    fn spawn_fan_out_helper<'scope, 'env>(
+        &'env self,
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        limit: usize,
+        work: impl FnOnce() -> usize + Send + 'scope,
+    ) -> Option<std::thread::ScopedJoinHandle<'scope, usize>> {
+        let slot = HelperSlot::take(&self.fan_out_helpers, limit)?;
+        std::thread::Builder::new()
+            .name("fan-out".into())
+            .stack_size(FAN_OUT_STACK)
+            .spawn_scoped(scope, move || {
+                let _slot = slot;
+                work()
+            })
+            .ok()
+    }
+
+    fn deliver_here(
         &self,
         template: &Arc<MessageTemplate>,
         sessions: &[Arc<Session>],
