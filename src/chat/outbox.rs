@@ -81,12 +81,16 @@ enum Item {
     Text(Vec<u8>),
     /// A MESSAGE (1756) shared with other recipients, with this session's seq.
     Message(Arc<MessageTemplate>, u64),
+    /// The rest of a frame whose beginning a sender wrote through: it must
+    /// follow on the wire before anything else, even a slow consumer's
+    /// Close, or the client would read the next frame as payload.
+    Rest(Vec<u8>),
 }
 
 impl Item {
     fn cost(&self) -> usize {
         match self {
-            Item::Frame(bytes) | Item::Text(bytes) => bytes.len(),
+            Item::Frame(bytes) | Item::Text(bytes) | Item::Rest(bytes) => bytes.len(),
             Item::Message(template, _) => template.len_without_seq() + 30,
         }
     }
@@ -177,16 +181,19 @@ impl Outbox {
         let _ = self.write_through.set(stream);
     }
 
-    /// Write `parts` to the socket if the writer sleeps and nothing is
-    /// queued, without blocking; returns how many bytes went out (0 when
-    /// it was not the moment, or the socket buffer was full).
-    fn try_write_through(&self, queue: &Queue, parts: &[&[u8]]) -> usize {
-        let Some(mut stream) = self.write_through.get().map(|s| &**s) else {
-            return 0;
-        };
-        if queue.phase != Phase::Open || !queue.items.is_empty() || !queue.writer_waiting {
-            return 0;
-        }
+    /// The socket, if a sender may write to it now: the writer sleeps and
+    /// nothing is queued ahead.
+    fn write_through_socket(&self, queue: &Queue) -> Option<&TcpStream> {
+        let ready = queue.phase == Phase::Open && queue.writer_waiting && queue.items.is_empty();
+        self.write_through
+            .get()
+            .filter(|_| ready)
+            .map(|stream| &**stream)
+    }
+
+    /// Write `parts` to `stream` without blocking; returns how many bytes
+    /// went out (0 when the socket buffer was full).
+    fn write_without_blocking(mut stream: &TcpStream, parts: &[&[u8]]) -> usize {
         if stream.set_nonblocking(true).is_err() {
             return 0;
         }
@@ -215,15 +222,15 @@ impl Outbox {
             // PROTOCOL.md: a session whose outbound queue passes --max-queue
             // bytes is dropped and "sent a Close 1008 as soon as its socket
             // takes it".
-            queue.items.clear();
+            queue.items.retain(|item| matches!(item, Item::Rest(_)));
             let mut close = Vec::new();
             write_frame(
                 &mut close,
                 OpCode::Close,
                 &close_payload(CloseCode::POLICY_VIOLATION, "slow consumer"),
             );
-            queue.bytes = close.len();
             queue.items.push_back(Item::Frame(close));
+            queue.bytes = queue.items.iter().map(Item::cost).sum();
             queue.phase = Phase::Dropped(Instant::now());
             metrics.slow_consumers.fetch_add(1, Relaxed);
             metrics.close_sent(CloseCode::POLICY_VIOLATION.0);
@@ -282,28 +289,26 @@ impl Outbox {
     pub fn send_message(&self, template: &Arc<MessageTemplate>, metrics: &Metrics) -> Enqueued {
         let mut queue = self.lock();
         let seq = queue.next_seq;
-        let item = match self.write_through.get() {
-            Some(_) if queue.writer_waiting && queue.items.is_empty() => {
-                let (header, seq_and_tail) = message_frame_parts(template, seq);
-                let parts = [&header[..], template.prefix(), &seq_and_tail];
-                let written = self.try_write_through(&queue, &parts);
-                if written > 0 {
-                    metrics.messages_out.fetch_add(1, Relaxed);
-                    metrics.bytes_out.fetch_add(written as u64, Relaxed);
-                }
+        if let Some(stream) = self.write_through_socket(&queue) {
+            let (header, seq_and_tail) = message_frame_parts(template, seq);
+            let parts = [&header[..], template.prefix(), &seq_and_tail];
+            let written = Self::write_without_blocking(stream, &parts);
+            if written > 0 {
+                metrics.messages_out.fetch_add(1, Relaxed);
+                metrics.bytes_out.fetch_add(written as u64, Relaxed);
+                queue.next_seq += 1;
                 if written == parts.iter().map(|part| part.len()).sum::<usize>() {
-                    queue.next_seq += 1;
                     return Enqueued::Yes;
                 }
-                if written > 0 {
-                    // The rest of a frame already begun: it goes out next.
-                    Item::Frame(parts.concat()[written..].to_vec())
-                } else {
-                    Item::Message(Arc::clone(template), seq)
-                }
+                // Begun on the wire: the rest goes out next, whatever the limit.
+                let rest = parts.concat().split_off(written);
+                queue.bytes += rest.len();
+                queue.items.push_back(Item::Rest(rest));
+                self.unlock_and_wake(queue);
+                return Enqueued::Yes;
             }
-            _ => Item::Message(Arc::clone(template), seq),
-        };
+        }
+        let item = Item::Message(Arc::clone(template), seq);
         let result = self.push(&mut queue, item, metrics);
         if result == Enqueued::Yes {
             queue.next_seq += 1;
@@ -499,11 +504,15 @@ impl Outbox {
                 Next::Stop => return,
                 Next::ForceClose => break,
             };
-            if let (Some(label), Item::Frame(bytes) | Item::Text(bytes)) = (trace, &item) {
+            if let (Some(label), Item::Frame(bytes) | Item::Text(bytes) | Item::Rest(bytes)) =
+                (trace, &item)
+            {
                 transport::trace_sent(label, bytes);
             }
             let written = match &item {
-                Item::Frame(bytes) => write_all_patiently(&mut stream, &[bytes], self),
+                Item::Frame(bytes) | Item::Rest(bytes) => {
+                    write_all_patiently(&mut stream, &[bytes], self)
+                }
                 Item::Text(bytes) => {
                     metrics.messages_out.fetch_add(1, Relaxed);
                     write_all_patiently(&mut stream, &[bytes], self)
@@ -834,5 +843,75 @@ mod tests {
             assert_eq!(body["body"]["data"].as_str().map(str::len), Some(big.len()));
         }
         assert_eq!(metrics.messages_out.load(Relaxed), sent);
+    }
+
+    #[test]
+    fn an_overflow_after_a_cut_short_write_through_still_finishes_that_frame_first() {
+        let (server, mut client) = socket_pair();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let outbox = Outbox::new(200_000, Duration::from_secs(1), Duration::from_secs(30));
+        let metrics = Metrics::default();
+        outbox.allow_write_through(Arc::clone(&server));
+        let big = "x".repeat(50_000);
+        let mut sent = 0;
+        loop {
+            outbox.lock().writer_waiting = true;
+            assert_eq!(
+                outbox.send_message(&template(&big), &metrics),
+                Enqueued::Yes
+            );
+            sent += 1;
+            assert!(sent < 1_000, "the socket never filled");
+            if let Some(Item::Rest(_)) = outbox.lock().items.front() {
+                break;
+            }
+            if !outbox.lock().items.is_empty() {
+                // Cut exactly between frames this time: no rest to keep.
+                return;
+            }
+        }
+        // Queue past the limit: the session is dropped as a slow consumer.
+        let mut result = Enqueued::Yes;
+        while result == Enqueued::Yes {
+            result = outbox.send_message(&template(&big), &metrics);
+        }
+        assert_eq!(result, Enqueued::Overflowed);
+        let kinds: Vec<&str> = outbox
+            .lock()
+            .items
+            .iter()
+            .map(|item| match item {
+                Item::Rest(_) => "rest",
+                Item::Frame(_) => "frame",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["rest", "frame"], "the rest, then the Close");
+        let (writer, frames) = std::thread::scope(|scope| {
+            let writer = scope.spawn(|| outbox.run_writer(&server, None, &metrics));
+            let frames: Vec<_> = (0..sent).map(|_| read_text_frame(&mut client)).collect();
+            let close = crate::protocol::frame::FrameHeader::parse(
+                &{
+                    let mut head = [0u8; 4];
+                    std::io::Read::read_exact(&mut client, &mut head).map(|()| head)
+                }
+                .unwrap(),
+            );
+            outbox.finish();
+            let _ = server.shutdown(Shutdown::Both);
+            (writer.join(), (frames, close))
+        });
+        assert!(writer.is_ok());
+        let (frames, close) = frames;
+        for (seq, body) in (1..).zip(frames) {
+            let body: serde_json::Value = serde_json::from_str(&body.unwrap()).unwrap();
+            assert_eq!(body["body"]["seq"], seq);
+        }
+        assert!(
+            matches!(close, Ok(crate::protocol::frame::HeaderParse::Complete { header, .. }) if header.opcode == OpCode::Close),
+            "{close:?}"
+        );
     }
 }
