@@ -41,8 +41,11 @@
 //! ahead of it), and *without blocking*: the descriptor is switched to
 //! non-blocking mode for that one `writev` and back. A healthy client's
 //! socket buffer takes the frame whole and no writer wakes; whatever the
-//! kernel does not take is queued for the writer as usual, so a slow
-//! consumer still never blocks a sender. The mode belongs to the
+//! kernel does not take is queued for the writer, so a slow consumer still
+//! never blocks a sender. (The rest of a frame cut short this way is sent
+//! before anything else, even the Close of a slow consumer dropped right
+//! after: half a frame followed by anything else would corrupt the
+//! stream.) The mode belongs to the
 //! descriptor the reader shares: a reader that enters `read()` during
 //! that instant gets `WouldBlock`, which it treats as a read timeout and
 //! reads again.
