@@ -754,6 +754,20 @@ mod tests {
         String::from_utf8(payload).map_err(io::Error::other)
     }
 
+    /// Sends `data` MESSAGEs, each finding the writer asleep, to a client
+    /// that reads nothing, until the socket is full and something had to
+    /// be queued; returns how many were sent.
+    fn write_through_until_queued(outbox: &Outbox, data: &str, metrics: &Metrics) -> u64 {
+        let mut sent = 0;
+        while outbox.lock().items.is_empty() {
+            outbox.lock().writer_waiting = true;
+            assert_eq!(outbox.send_message(&template(data), metrics), Enqueued::Yes);
+            sent += 1;
+            assert!(sent < 1_000, "the socket never filled");
+        }
+        sent
+    }
+
     #[test]
     fn a_message_for_a_sleeping_writer_is_written_through_and_the_socket_stays_blocking() {
         let (server, mut client) = socket_pair();
@@ -814,16 +828,7 @@ mod tests {
         // The client reads nothing yet, so the socket buffers fill up and
         // a write-through is cut short; after that everything queues.
         let big = "x".repeat(50_000);
-        let mut sent = 0;
-        while outbox.lock().items.is_empty() {
-            outbox.lock().writer_waiting = true;
-            assert_eq!(
-                outbox.send_message(&template(&big), &metrics),
-                Enqueued::Yes
-            );
-            sent += 1;
-            assert!(sent < 1_000, "the socket never filled");
-        }
+        let mut sent = write_through_until_queued(&outbox, &big, &metrics);
         for _ in 0..3 {
             outbox.send_message(&template(&big), &metrics);
             sent += 1;
@@ -858,22 +863,10 @@ mod tests {
         let metrics = Metrics::default();
         outbox.allow_write_through(Arc::clone(&server));
         let big = "x".repeat(50_000);
-        let mut sent = 0;
-        loop {
-            outbox.lock().writer_waiting = true;
-            assert_eq!(
-                outbox.send_message(&template(&big), &metrics),
-                Enqueued::Yes
-            );
-            sent += 1;
-            assert!(sent < 1_000, "the socket never filled");
-            if let Some(Item::Rest(_)) = outbox.lock().items.front() {
-                break;
-            }
-            if !outbox.lock().items.is_empty() {
-                // Cut exactly between frames this time: no rest to keep.
-                return;
-            }
+        let sent = write_through_until_queued(&outbox, &big, &metrics);
+        if !matches!(outbox.lock().items.front(), Some(Item::Rest(_))) {
+            // Cut exactly between frames this time: no rest to keep.
+            return;
         }
         // Queue past the limit: the session is dropped as a slow consumer.
         let mut result = Enqueued::Yes;
