@@ -116,6 +116,20 @@ fn with_ratio(value: Option<f64>, base: Option<f64>, server: &str) -> String {
     }
 }
 
+/// A cell of two figures, `a / b`, and when `base` is given (a peer's
+/// column) the ratio `base ÷ b` in parentheses.
+fn pair_cell(out: &mut String, a: Option<f64>, b: Option<f64>, base: Option<f64>) {
+    match (a, b, base) {
+        (Some(a), Some(b), Some(base)) if b > 0.0 => {
+            let _ = write!(out, " {} / {} ({:.2}) |", human(a), human(b), base / b);
+        }
+        (Some(a), Some(b), _) => {
+            let _ = write!(out, " {} / {} |", human(a), human(b));
+        }
+        _ => out.push_str(" - |"),
+    }
+}
+
 fn header(out: &mut String, first: &str, servers: &[String]) {
     let _ = write!(out, "| {first} |");
     for s in servers {
@@ -200,21 +214,7 @@ pub fn render(text: &str) -> String {
             for s in &t.servers {
                 let p50 = t.value("echo", ident, s, "p50_us");
                 let p99 = t.value("echo", ident, s, "p99_us");
-                match (p50, p99) {
-                    (Some(a), Some(b)) if s != BASE && base99.is_some() && b > 0.0 => {
-                        let _ = write!(
-                            out,
-                            " {} / {} ({:.2}) |",
-                            human(a),
-                            human(b),
-                            base99.unwrap_or(0.0) / b
-                        );
-                    }
-                    (Some(a), Some(b)) => {
-                        let _ = write!(out, " {} / {} |", human(a), human(b));
-                    }
-                    _ => out.push_str(" - |"),
-                }
+                pair_cell(&mut out, p50, p99, base99.filter(|_| s != BASE));
             }
             out.push('\n');
         }
@@ -291,21 +291,7 @@ pub fn render(text: &str) -> String {
             for s in &t.servers {
                 let hs = t.value("idle", ident, s, "rss_kib_per_conn_hs");
                 let echoed = t.value("idle", ident, s, "rss_kib_per_conn");
-                match (hs, echoed) {
-                    (Some(a), Some(b)) if s != BASE && base.is_some() && b > 0.0 => {
-                        let _ = write!(
-                            out,
-                            " {} / {} ({:.2}) |",
-                            human(a),
-                            human(b),
-                            base.unwrap_or(0.0) / b
-                        );
-                    }
-                    (Some(a), Some(b)) => {
-                        let _ = write!(out, " {} / {} |", human(a), human(b));
-                    }
-                    _ => out.push_str(" - |"),
-                }
+                pair_cell(&mut out, hs, echoed, base.filter(|_| s != BASE));
             }
             out.push('\n');
         }
