@@ -240,3 +240,32 @@ fn api_routes_check_their_method() {
         405
     );
 }
+
+#[test]
+fn head_on_api_online_answers_like_get_without_a_body() {
+    let server = admin_server();
+    let _alice = server.user("alice");
+    let head_request = |bearer: &str| {
+        let response = server.http(
+            format!(
+                "HEAD /api/online HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {bearer}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let (head, body) = response.split_once("\r\n\r\n").expect("a complete head");
+        (head.to_owned(), body.to_owned())
+    };
+    let (status, get_body) = server.request("GET", "/api/online", Some(TOKEN), "");
+    assert_eq!(status, 200);
+    let (head, body) = head_request(TOKEN);
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    assert!(
+        head.contains(&format!("\r\nContent-Length: {}\r\n", get_body.len())),
+        "the length of the GET body: {head}"
+    );
+    assert_eq!(body, "");
+    // The token is checked as for a GET.
+    let (head, body) = head_request("wrong");
+    assert!(head.starts_with("HTTP/1.1 401 "), "{head}");
+    assert_eq!(body, "");
+}
