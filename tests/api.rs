@@ -269,3 +269,24 @@ fn head_on_api_online_answers_like_get_without_a_body() {
     assert!(head.starts_with("HTTP/1.1 401 "), "{head}");
     assert_eq!(body, "");
 }
+
+#[test]
+fn the_bearer_scheme_is_case_insensitive() {
+    // RFC 9110 11.1: "It uses a case-insensitive token to identify the
+    // authentication scheme".
+    let server = admin_server();
+    let online = |authorization: &str| {
+        let request = format!(
+            "GET /api/online HTTP/1.1\r\nHost: x\r\nAuthorization: {authorization}\r\n\r\n"
+        );
+        common::split_response(&server.http(request.as_bytes())).0
+    };
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        assert_eq!(online(&format!("{scheme} {TOKEN}")), 200, "{scheme}");
+    }
+    // The token itself stays case-sensitive, and the scheme is a whole word.
+    assert_eq!(online(&format!("bearer {}", TOKEN.to_uppercase())), 401);
+    assert_eq!(online(&format!("Bearer{TOKEN}")), 401);
+    assert_eq!(online(&format!("Basic {TOKEN}")), 401);
+    assert_eq!(online(&format!("Bearers {TOKEN}")), 401);
+}

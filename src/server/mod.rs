@@ -480,11 +480,8 @@ fn api(reply: &mut http::Reply, shared: &Shared, request: &Request, route: Route
     let Some(expected) = &shared.config.admin_token else {
         return reply.send(404, TEXT, &[], b"not found");
     };
-    let offered = request
-        .header("Authorization")
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if !offered.is_some_and(|token| constant_time_eq(token.trim().as_bytes(), expected.as_bytes()))
-    {
+    let offered = request.header("Authorization").and_then(bearer_token);
+    if !offered.is_some_and(|token| constant_time_eq(token.as_bytes(), expected.as_bytes())) {
         return reply.send(
             401,
             TEXT,
@@ -527,6 +524,16 @@ fn api(reply: &mut http::Reply, shared: &Shared, request: &Request, route: Route
         Ok(answer) => http::respond(stream, shared, 200, json, &[], answer.as_bytes()),
         Err(error) => http::respond(stream, shared, 400, TEXT, &[], error.reason().as_bytes()),
     }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value (RFC 6750 2.1).
+/// RFC 9110 11.1: the scheme is "a case-insensitive token", so `bearer`
+/// and `BEARER` are the same scheme; the token is compared as sent.
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("Bearer")
+        .then_some(token.trim())
 }
 
 /// Compare secrets in time that depends only on their lengths.
