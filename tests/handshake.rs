@@ -661,3 +661,29 @@ fn token_subcommand_prints_one_line() {
     assert_eq!(hex.len(), 40, "HMAC-SHA1 in hex");
     assert!(hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
 }
+
+#[test]
+fn token_subcommand_refuses_what_the_server_would_refuse() {
+    let too_long = "a".repeat(65);
+    for (args, names) in [
+        (["--id", "bad id", "--ttl", "60"], "--id"),
+        (["--id", "", "--ttl", "60"], "--id"),
+        (["--id", too_long.as_str(), "--ttl", "60"], "--id"),
+        (["--id", "alice", "--ttl", "0"], "--ttl"),
+    ] {
+        let mut full = vec!["token", "--secret", "s3cret"];
+        full.extend(args);
+        let (ok, stdout, stderr) = run_binary(&full);
+        assert!(!ok, "{args:?} must fail, printed {stdout:?}");
+        assert!(stdout.is_empty(), "{args:?}: no token: {stdout:?}");
+        assert!(stderr.contains(names), "{args:?}: {stderr}");
+    }
+    // The longest id the server takes, and every character it allows.
+    let longest = "a".repeat(64);
+    for id in [longest.as_str(), "A-z_0.9@x", "42"] {
+        let (ok, stdout, stderr) =
+            run_binary(&["token", "--secret", "s", "--id", id, "--ttl", "1"]);
+        assert!(ok, "{id}: {stderr}");
+        assert!(stdout.contains('.'), "{id}: {stdout:?}");
+    }
+}
