@@ -583,7 +583,10 @@ fn metrics_lists_every_family_and_counts_what_happened() {
     assert!(value("socketbox_connections") >= 2);
     assert!(value("socketbox_threads") >= 2);
     assert_eq!(value("socketbox_rejections_total{status=\"404\"}"), 1);
-    assert_eq!(value("socketbox_closes_total{code=\"1002\"}"), 1);
+    assert_eq!(
+        value("socketbox_closes_total{code=\"1002\",initiator=\"server\"}"),
+        1
+    );
 }
 
 fn run_binary(args: &[&str]) -> (bool, String, String) {

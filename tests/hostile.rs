@@ -523,9 +523,21 @@ fn metrics_count_rejections_by_status_and_closes_by_code() {
     assert!(observer.settles_at(0, 0));
     let m = observer.metrics().unwrap();
     let count = |key: &str| m.get(key).copied().unwrap_or(0);
-    assert_eq!(count("socketbox_closes_total{code=\"4001\"}"), 1, "{m:?}");
-    assert_eq!(count("socketbox_closes_total{code=\"1009\"}"), 1, "{m:?}");
-    assert_eq!(count("socketbox_closes_total{code=\"1003\"}"), 1, "{m:?}");
+    assert_eq!(
+        count("socketbox_closes_total{code=\"4001\",initiator=\"server\"}"),
+        1,
+        "{m:?}"
+    );
+    assert_eq!(
+        count("socketbox_closes_total{code=\"1009\",initiator=\"server\"}"),
+        1,
+        "{m:?}"
+    );
+    assert_eq!(
+        count("socketbox_closes_total{code=\"1003\",initiator=\"server\"}"),
+        1,
+        "{m:?}"
+    );
     assert_eq!(
         count("socketbox_rejections_total{status=\"408\"}"),
         1,
