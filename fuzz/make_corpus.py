@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Write the seed corpora of the fuzz targets into fuzz/corpus/<target>/.
+"""Write the seed corpora of the fuzz targets into fuzz/seeds/<target>/.
 
 Run from anywhere: `python3 fuzz/make_corpus.py`. It is deterministic and
 rewrites only the seed-* files it owns, so regression-* inputs (crashes found
-and fixed, see docs/fuzzing.md) stay. Each seed is small and means something:
-a valid frame of every kind, a fragmented message, a Close of each code class,
-a handshake as a real browser or client sends it, a message of the seed chat
-client. The input layouts are described at the top of each target.
+and fixed, see docs/fuzzing.md) stay. The seeds are committed and a fuzz run
+only reads them: libFuzzer adds what it finds to the first corpus directory
+it is given, fuzz/corpus/<target>/, which git ignores.
+
+Each seed is small and means something: a valid frame of every kind, a
+fragmented message, a Close of each code class, a handshake as a real
+browser or client sends it, a message of the seed chat client. The input
+layouts are described at the top of each target.
 """
 
 import json
@@ -14,7 +18,7 @@ import os
 import struct
 
 FUZZ_DIR = os.path.dirname(os.path.abspath(__file__))
-CORPUS = os.path.join(FUZZ_DIR, "corpus")
+SEEDS = os.path.join(FUZZ_DIR, "seeds")
 KEY = bytes([0x37, 0xFA, 0x21, 0x3D])  # RFC 6455 5.7's example key
 
 TEXT, BINARY, CLOSE, PING, PONG, CONT = 0x1, 0x2, 0x8, 0x9, 0xA, 0x0
@@ -51,14 +55,14 @@ def close(code=None, reason=b""):
 
 
 def write(target, name, data):
-    directory = os.path.join(CORPUS, target)
+    directory = os.path.join(SEEDS, target)
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, "seed-" + name), "wb") as f:
         f.write(data)
 
 
 def clear_seeds(target):
-    directory = os.path.join(CORPUS, target)
+    directory = os.path.join(SEEDS, target)
     if os.path.isdir(directory):
         for name in os.listdir(directory):
             if name.startswith("seed-"):

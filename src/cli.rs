@@ -6,6 +6,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::chat::message::UserId;
 use crate::server::ServerConfig;
 
 /// What the command line asks for.
@@ -44,6 +45,15 @@ pub enum CliError {
     },
     /// A required flag is absent.
     Required(&'static str),
+    /// A value that parses but that the server would refuse.
+    Refused {
+        /// The flag.
+        flag: &'static str,
+        /// What it was given.
+        value: String,
+        /// What the server accepts.
+        rule: &'static str,
+    },
 }
 
 impl fmt::Display for CliError {
@@ -53,6 +63,9 @@ impl fmt::Display for CliError {
             CliError::MissingValue(flag) => write!(f, "{flag} needs a value"),
             CliError::BadValue { flag, value } => write!(f, "{flag}: cannot use {value:?}"),
             CliError::Required(flag) => write!(f, "{flag} is required"),
+            CliError::Refused { flag, value, rule } => {
+                write!(f, "{flag}: the server would refuse {value:?}: {rule}")
+            }
         }
     }
 }
@@ -176,9 +189,29 @@ fn parse_token<'a>(mut args: impl Iterator<Item = &'a str>) -> Result<Command, C
             other => return Err(CliError::UnknownFlag(other.to_owned())),
         }
     }
+    let secret = secret.ok_or(CliError::Required("--secret"))?;
+    let id = id.ok_or(CliError::Required("--id"))?;
+    // A token for an id AUTH refuses, or one already expired, would only
+    // fail later, on the server; say so now.
+    if UserId::new(&id).is_none() {
+        return Err(CliError::Refused {
+            flag: "--id",
+            value: id,
+            rule: "an id is 1 to 64 characters of A-Z a-z 0-9 _ . @ -",
+        });
+    }
+    // The server takes a token while `EXP > now`: a TTL of 0 is expired
+    // when minted.
+    if ttl_secs == 0 {
+        return Err(CliError::Refused {
+            flag: "--ttl",
+            value: ttl_secs.to_string(),
+            rule: "a token must live at least 1 second",
+        });
+    }
     Ok(Command::Token {
-        secret: secret.ok_or(CliError::Required("--secret"))?,
-        id: id.ok_or(CliError::Required("--id"))?,
+        secret,
+        id,
         ttl_secs,
     })
 }
@@ -257,5 +290,22 @@ mod tests {
             }) => assert_eq!((secret.as_str(), id.as_str(), ttl_secs), ("s", "alice", 60)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn token_subcommand_refuses_ids_and_ttls_the_server_refuses() {
+        let token =
+            |id: &str, ttl: &str| parse(["token", "--secret", "s", "--id", id, "--ttl", ttl]);
+        for id in ["bad id", "", &"x".repeat(UserId::MAX_LEN + 1), "é"] {
+            assert!(
+                matches!(token(id, "60"), Err(CliError::Refused { flag: "--id", .. })),
+                "{id:?}"
+            );
+        }
+        assert!(matches!(
+            token("alice", "0"),
+            Err(CliError::Refused { flag: "--ttl", .. })
+        ));
+        assert!(token(&"x".repeat(UserId::MAX_LEN), "1").is_ok());
     }
 }

@@ -240,3 +240,53 @@ fn api_routes_check_their_method() {
         405
     );
 }
+
+#[test]
+fn head_on_api_online_answers_like_get_without_a_body() {
+    let server = admin_server();
+    let _alice = server.user("alice");
+    let head_request = |bearer: &str| {
+        let response = server.http(
+            format!(
+                "HEAD /api/online HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {bearer}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let (head, body) = response.split_once("\r\n\r\n").expect("a complete head");
+        (head.to_owned(), body.to_owned())
+    };
+    let (status, get_body) = server.request("GET", "/api/online", Some(TOKEN), "");
+    assert_eq!(status, 200);
+    let (head, body) = head_request(TOKEN);
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    assert!(
+        head.contains(&format!("\r\nContent-Length: {}\r\n", get_body.len())),
+        "the length of the GET body: {head}"
+    );
+    assert_eq!(body, "");
+    // The token is checked as for a GET.
+    let (head, body) = head_request("wrong");
+    assert!(head.starts_with("HTTP/1.1 401 "), "{head}");
+    assert_eq!(body, "");
+}
+
+#[test]
+fn the_bearer_scheme_is_case_insensitive() {
+    // RFC 9110 11.1: "It uses a case-insensitive token to identify the
+    // authentication scheme".
+    let server = admin_server();
+    let online = |authorization: &str| {
+        let request = format!(
+            "GET /api/online HTTP/1.1\r\nHost: x\r\nAuthorization: {authorization}\r\n\r\n"
+        );
+        common::split_response(&server.http(request.as_bytes())).0
+    };
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        assert_eq!(online(&format!("{scheme} {TOKEN}")), 200, "{scheme}");
+    }
+    // The token itself stays case-sensitive, and the scheme is a whole word.
+    assert_eq!(online(&format!("bearer {}", TOKEN.to_uppercase())), 401);
+    assert_eq!(online(&format!("Bearer{TOKEN}")), 401);
+    assert_eq!(online(&format!("Basic {TOKEN}")), 401);
+    assert_eq!(online(&format!("Bearers {TOKEN}")), 401);
+}

@@ -2,34 +2,73 @@
 //! driven by playwright-core) run as part of `cargo test`, against the
 //! binary cargo just built.
 //!
-//! It needs Debian's `chromium` and `npm ci` in `tests/browser`. Where they
-//! are missing it says so and passes, unless `CI` is set: `.ci/run` installs
-//! both, so on CI a missing browser is a failure, not a skip.
+//! It needs Debian's `chromium`, `node`, and `npm ci` in `tests/browser`.
+//! Where one is missing the test does not run, and says so where a reader of
+//! `cargo test` looks: its line reads `ignored, not run: ...` and the
+//! summary counts it as ignored, not passed. libtest can only ignore a test
+//! at compile time, so this file has its own harness (libtest-mimic, which
+//! takes libtest's arguments and prints its format). Under `CI=true` a
+//! missing tool fails the test instead: `.ci/run` installs them all.
 
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
 
-#[test]
-fn demo_page_and_seed_client_in_headless_chromium() {
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+
+fn main() -> ExitCode {
+    let args = Arguments::from_args();
+    let trials = vec![Trial::ignorable_test(
+        "demo_page_and_seed_client_in_headless_chromium",
+        demo_page_and_seed_client_in_headless_chromium,
+    )];
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+fn demo_page_and_seed_client_in_headless_chromium() -> Result<Completion, Failed> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let ready = dir.join("node_modules/playwright-core").is_dir()
-        && Path::new("/usr/bin/chromium").exists();
-    if !ready {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install chromium and run `npm ci` in tests/browser"
+    let missing = missing_tools(&dir);
+    if !missing.is_empty() {
+        let what = format!(
+            "not run: missing {}; install chromium and run `npm ci` in tests/browser \
+             (see tests/browser/README.md)",
+            missing.join(", ")
         );
-        eprintln!("browser test not run: install chromium and run `npm ci` in tests/browser (see its README)");
-        return;
+        if on_ci() {
+            return Err(format!("CI must have every tool the browser test needs: {what}").into());
+        }
+        return Ok(Completion::ignored_with(what));
     }
     let status = Command::new("node")
         .arg("e2e.mjs")
         .current_dir(&dir)
         .env("SOCKETBOX_BIN", env!("CARGO_BIN_EXE_socketbox"))
         .status()
-        .expect("run node");
-    assert!(
-        status.success(),
-        "the browser end-to-end test failed: see its output above"
-    );
+        .map_err(|e| format!("cannot run node: {e}"))?;
+    if !status.success() {
+        return Err("the browser end-to-end test failed: see its output above".into());
+    }
+    Ok(Completion::Completed)
+}
+
+/// What the test needs and cannot find.
+fn missing_tools(dir: &Path) -> Vec<String> {
+    let chromium = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    let mut missing = Vec::new();
+    if !chromium.exists() {
+        missing.push(format!("the browser ({})", chromium.display()));
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        missing.push("node".to_owned());
+    }
+    if !dir.join("node_modules/playwright-core").is_dir() {
+        missing.push("tests/browser/node_modules (npm ci)".to_owned());
+    }
+    missing
+}
+
+/// Whether this is a CI run (`CI` set, and not to `false` or `0`).
+fn on_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "false" | "0"))
 }

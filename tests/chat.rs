@@ -504,7 +504,7 @@ fn a_binary_message_on_ws_is_closed_with_1003() {
     assert_error(&bob.event(), 40400);
     let (_, metrics) = server.get("/metrics");
     assert!(
-        metrics.contains("socketbox_closes_total{code=\"1003\"} 1"),
+        metrics.contains("socketbox_closes_total{code=\"1003\",initiator=\"server\"} 1"),
         "{metrics}"
     );
 }

@@ -92,7 +92,85 @@ fn wrong_method_is_405_with_allow() {
     let response = server.http(request.as_bytes());
     let (status, head, _) = parse(&response);
     assert_eq!(status, 405, "{response}");
-    assert_eq!(header(head, "Allow"), Some("GET"));
+    // RFC 9110 10.2.1: Allow lists the methods the resource supports, and
+    // every GET route answers HEAD too.
+    assert_eq!(header(head, "Allow"), Some("GET, HEAD"));
+}
+
+/// `METHOD path` with a Host header, read until the server closes:
+/// (status, head with its empty line, bytes after the head).
+fn exchange(server: &Server, method: &str, path: &str) -> (u16, String, Vec<u8>) {
+    let mut stream = server.raw();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let head = common::read_head(&mut stream);
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).expect("the server closes");
+    (parse(&head).0, head, rest)
+}
+
+#[test]
+fn head_answers_like_get_without_a_body() {
+    let server = Server::start(&[]);
+    // RFC 9110 9.3.2: HEAD is GET without content; the server "SHOULD send
+    // the same header fields", Content-Length included (8.6). Uptime
+    // checkers send `HEAD /healthz`. A WebSocket route answers a HEAD like
+    // a GET without an upgrade: 426.
+    for (path, status) in [
+        ("/healthz", 200),
+        ("/", 200),
+        ("/socketbox.js", 200),
+        ("/ws", 426),
+        ("/websocket", 426),
+        ("/echo", 426),
+        ("/nope", 404),
+    ] {
+        let (get_status, get_head, get_body) = exchange(&server, "GET", path);
+        assert_eq!(get_status, status, "GET {path}: {get_head}");
+        assert!(!get_body.is_empty(), "GET {path} has a body");
+        let (head_status, head_head, head_body) = exchange(&server, "HEAD", path);
+        assert_eq!(head_status, status, "HEAD {path}: {head_head}");
+        assert_eq!(head_head, get_head, "HEAD {path}: the same head as GET");
+        assert_eq!(
+            header(&head_head, "Content-Length"),
+            Some(get_body.len().to_string().as_str()),
+            "HEAD {path}: the length of the GET body"
+        );
+        assert!(
+            head_body.is_empty(),
+            "HEAD {path} sent a body: {head_body:?}"
+        );
+    }
+    // /metrics changes between two requests: same status, no body.
+    let (status, head, body) = exchange(&server, "HEAD", "/metrics");
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        header(&head, "Content-Length").is_some_and(|n| n != "0"),
+        "{head}"
+    );
+    assert!(body.is_empty(), "HEAD /metrics sent a body");
+}
+
+#[test]
+fn head_ignores_an_upgrade_and_is_never_a_websocket() {
+    // A HEAD cannot switch protocols (RFC 6455 4.2.1 asks for a GET); the
+    // server ignores its Upgrade header (RFC 9110 7.8 lets it) and answers
+    // what a GET without one gets.
+    let server = Server::start(&[]);
+    let request = upgrade_request("/echo", "").replacen("GET", "HEAD", 1);
+    let response = server.http(request.as_bytes());
+    let (status, head, body) = parse(&response);
+    assert_eq!(status, 426, "{response}");
+    assert!(header(head, "Upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")));
+    assert_eq!(body, "", "{response}");
+}
+
+#[test]
+fn head_on_a_post_route_is_405_without_a_body() {
+    let server = Server::start(&["--admin-token", "t0ken"]);
+    let (status, head, body) = exchange(&server, "HEAD", "/api/push");
+    assert_eq!(status, 405, "{head}");
+    assert_eq!(header(&head, "Allow"), Some("POST"));
+    assert!(body.is_empty(), "{body:?}");
 }
 
 #[test]
@@ -505,7 +583,10 @@ fn metrics_lists_every_family_and_counts_what_happened() {
     assert!(value("socketbox_connections") >= 2);
     assert!(value("socketbox_threads") >= 2);
     assert_eq!(value("socketbox_rejections_total{status=\"404\"}"), 1);
-    assert_eq!(value("socketbox_closes_total{code=\"1002\"}"), 1);
+    assert_eq!(
+        value("socketbox_closes_total{code=\"1002\",initiator=\"server\"}"),
+        1
+    );
 }
 
 fn run_binary(args: &[&str]) -> (bool, String, String) {
@@ -582,4 +663,30 @@ fn token_subcommand_prints_one_line() {
     assert!((now + 3500..=now + 3700).contains(&exp), "{exp} vs {now}");
     assert_eq!(hex.len(), 40, "HMAC-SHA1 in hex");
     assert!(hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+}
+
+#[test]
+fn token_subcommand_refuses_what_the_server_would_refuse() {
+    let too_long = "a".repeat(65);
+    for (args, names) in [
+        (["--id", "bad id", "--ttl", "60"], "--id"),
+        (["--id", "", "--ttl", "60"], "--id"),
+        (["--id", too_long.as_str(), "--ttl", "60"], "--id"),
+        (["--id", "alice", "--ttl", "0"], "--ttl"),
+    ] {
+        let mut full = vec!["token", "--secret", "s3cret"];
+        full.extend(args);
+        let (ok, stdout, stderr) = run_binary(&full);
+        assert!(!ok, "{args:?} must fail, printed {stdout:?}");
+        assert!(stdout.is_empty(), "{args:?}: no token: {stdout:?}");
+        assert!(stderr.contains(names), "{args:?}: {stderr}");
+    }
+    // The longest id the server takes, and every character it allows.
+    let longest = "a".repeat(64);
+    for id in [longest.as_str(), "A-z_0.9@x", "42"] {
+        let (ok, stdout, stderr) =
+            run_binary(&["token", "--secret", "s", "--id", id, "--ttl", "1"]);
+        assert!(ok, "{id}: {stderr}");
+        assert!(stdout.contains('.'), "{id}: {stdout:?}");
+    }
 }

@@ -307,7 +307,9 @@ fn max_connections_per_ip_refuses_that_address_only_and_recovers() {
             1
         );
     } else {
-        eprintln!("no IPv6 loopback: the other-address half of this test is skipped");
+        common::not_run(
+            "max_connections_per_ip: no dual-stack IPv6 loopback, so its other-address half",
+        );
     }
     // The count per address recovers when a connection leaves.
     drop(first);
@@ -523,9 +525,21 @@ fn metrics_count_rejections_by_status_and_closes_by_code() {
     assert!(observer.settles_at(0, 0));
     let m = observer.metrics().unwrap();
     let count = |key: &str| m.get(key).copied().unwrap_or(0);
-    assert_eq!(count("socketbox_closes_total{code=\"4001\"}"), 1, "{m:?}");
-    assert_eq!(count("socketbox_closes_total{code=\"1009\"}"), 1, "{m:?}");
-    assert_eq!(count("socketbox_closes_total{code=\"1003\"}"), 1, "{m:?}");
+    assert_eq!(
+        count("socketbox_closes_total{code=\"4001\",initiator=\"server\"}"),
+        1,
+        "{m:?}"
+    );
+    assert_eq!(
+        count("socketbox_closes_total{code=\"1009\",initiator=\"server\"}"),
+        1,
+        "{m:?}"
+    );
+    assert_eq!(
+        count("socketbox_closes_total{code=\"1003\",initiator=\"server\"}"),
+        1,
+        "{m:?}"
+    );
     assert_eq!(
         count("socketbox_rejections_total{status=\"408\"}"),
         1,

@@ -398,6 +398,19 @@ impl Outbox {
         self.unlock_and_wake(queue);
     }
 
+    /// The peer's Close arrived: count it if it began the closing
+    /// handshake, that is if no Close of ours went first: neither the
+    /// connection's (it knows) nor one queued here (the shutdown's, a slow
+    /// consumer's). The answer is queued right after; a shutdown Close
+    /// queued in between would be counted as well, as a handshake both
+    /// sides began.
+    pub fn close_received(&self, conn: &crate::protocol::Connection, metrics: &Metrics) {
+        let queue = self.lock();
+        if let (Some(code), Phase::Open) = (conn.peer_began_closing(), queue.phase) {
+            metrics.close_received(code.0);
+        }
+    }
+
     /// Whether this session was dropped as a slow consumer.
     pub fn was_dropped(&self) -> bool {
         matches!(self.lock().phase, Phase::Dropped(_))

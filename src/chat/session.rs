@@ -281,7 +281,10 @@ impl Reader<'_> {
                         "binary messages are not part of the SocketBox protocol",
                     );
                 }
-                Ok(Some(Event::Ping(_) | Event::Pong(_) | Event::Close(_))) => {}
+                Ok(Some(Event::Close(_))) => {
+                    self.session.outbox.close_received(&self.conn, self.metrics)
+                }
+                Ok(Some(Event::Ping(_) | Event::Pong(_))) => {}
                 Ok(None) => return,
                 Err(error) => {
                     if let ProtocolError::MessageTooBig { limit } = error {

@@ -233,6 +233,8 @@ pub struct Connection {
     output: Vec<u8>,
     /// Where in `output` the Close frame we queued starts, while unsent.
     close_at: Option<usize>,
+    /// The code of the peer's Close, when it began the closing handshake.
+    peer_began_closing: Option<CloseCode>,
     /// `--trace`: the record of the frames received, when tracing is on.
     trace: Option<Box<FrameTracer>>,
 }
@@ -254,6 +256,7 @@ impl Connection {
             utf8: Utf8Validator::new(),
             output: Vec::new(),
             close_at: None,
+            peer_began_closing: None,
             trace: None,
         }
     }
@@ -501,6 +504,15 @@ impl Connection {
             self.drop_partial_message();
             self.clear_output();
         }
+    }
+
+    /// When the peer's Close began the closing handshake (it arrived before
+    /// this connection had sent a Close), its code: 1005 for a Close without
+    /// one (RFC 6455 7.1.5: the close code "is considered to be 1005"). A
+    /// Close the connection could not parse began nothing: the connection
+    /// failed with 1002 instead.
+    pub fn peer_began_closing(&self) -> Option<CloseCode> {
+        self.peer_began_closing
     }
 
     /// Queue a last text message *ahead of* the Close frame the connection
@@ -831,6 +843,11 @@ impl Connection {
             };
             write_frame(&mut self.output, OpCode::Close, &reply);
             self.state = State::Closed;
+            self.peer_began_closing = Some(
+                frame
+                    .as_ref()
+                    .map_or(CloseCode::NO_STATUS, |frame| frame.code),
+            );
             return Ok(Event::Close(frame));
         }
         // The peer's answer to our Close: the closing handshake is complete.
@@ -1077,12 +1094,19 @@ mod tests {
         );
         assert_eq!(c.output(), &[0x88, 0x02, 0x03, 0xe8]);
         assert_eq!(c.state(), State::Closed);
+        assert_eq!(c.peer_began_closing(), Some(CloseCode::NORMAL));
         assert!(!c.send_text("too late"));
         // An empty close is answered with an empty close.
         let mut c = conn();
         c.receive(&frame(true, 8, b""));
         assert_eq!(events(&mut c), Ok(vec![Event::Close(None)]));
         assert_eq!(c.output(), &[0x88, 0x00]);
+        assert_eq!(c.peer_began_closing(), Some(CloseCode::NO_STATUS));
+        // A Close that cannot be parsed begins nothing: the connection fails.
+        let mut c = conn();
+        c.receive(&frame(true, 8, &[3]));
+        assert!(events(&mut c).is_err());
+        assert_eq!(c.peer_began_closing(), None);
     }
 
     #[test]
@@ -1122,6 +1146,7 @@ mod tests {
         );
         assert_eq!(c.state(), State::Closed);
         assert!(c.output().is_empty());
+        assert_eq!(c.peer_began_closing(), None, "the peer only answered");
     }
 
     #[test]

@@ -102,6 +102,20 @@ impl EchoWriter {
     }
 }
 
+impl EchoWriter {
+    /// The peer's Close arrived: count it if it began the closing
+    /// handshake, that is if no Close of ours, the connection's or the
+    /// shutdown's, went first. Our answer is queued, so from now on the
+    /// shutdown sends no Close of its own.
+    fn close_received(&self, conn: &Connection, metrics: &Metrics) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some(code), false) = (conn.peer_began_closing(), state.close_sent) {
+            state.close_sent = true;
+            metrics.close_received(code.0);
+        }
+    }
+}
+
 impl GoingAway for EchoWriter {
     fn going_away(&self, metrics: &Metrics) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -171,7 +185,7 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Shared) {
                         conn.trace_note(|| "echoed back".to_owned());
                     }
                 }
-                Ok(Some(Event::Close(_))) => {}
+                Ok(Some(Event::Close(_))) => writer.close_received(&conn, metrics),
                 Ok(Some(Event::Ping(_) | Event::Pong(_))) => {}
                 Ok(None) => break,
                 Err(error) => {

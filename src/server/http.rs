@@ -3,7 +3,8 @@
 //! [`crate::protocol::handshake`]; this module only does the I/O of RFC 9112
 //! section 2 (a message is a head, then a body of `Content-Length` bytes)
 //! and of RFC 6455 4.2.1, whose opening handshake is such a request. Every
-//! answer closes the connection (RFC 9112 9.6, `Connection: close`).
+//! answer closes the connection (RFC 9112 9.6, `Connection: close`); the
+//! answer to a HEAD is the head of the GET's answer (RFC 9110 9.3.2).
 
 use std::io::{self, Read};
 use std::net::TcpStream;
@@ -122,13 +123,93 @@ pub fn respond(
     extra_headers: &[(&str, &str)],
     body: &[u8],
 ) {
+    send(
+        stream,
+        shared,
+        false,
+        status,
+        content_type,
+        extra_headers,
+        body,
+    );
+}
+
+fn send(
+    stream: &mut TcpStream,
+    shared: &Shared,
+    head_only: bool,
+    status: u16,
+    content_type: &str,
+    extra_headers: &[(&str, &str)],
+    body: &[u8],
+) {
     if status >= 400 {
         shared.metrics.rejected(status);
     }
     let mut out = Vec::with_capacity(128 + body.len());
     handshake::write_response(&mut out, status, content_type, extra_headers, body);
+    if head_only {
+        // RFC 9110 9.3.2: "the server MUST NOT send content in the response"
+        // to a HEAD; the head keeps the GET body's Content-Length (8.6).
+        out.truncate(out.len() - body.len());
+    }
     if transport::write_counted(stream, &out, &shared.metrics).is_ok() {
         transport::linger_close(stream);
+    }
+}
+
+/// The answer to one parsed request: a HEAD gets the head a GET would get,
+/// without its body (RFC 9110 9.3.2), whatever the status.
+#[derive(Debug)]
+pub struct Reply<'s> {
+    /// The connection the request came on.
+    pub stream: &'s mut TcpStream,
+    shared: &'s Shared,
+    head_only: bool,
+}
+
+impl<'s> Reply<'s> {
+    /// The reply to a request made with `method`.
+    pub fn new(stream: &'s mut TcpStream, shared: &'s Shared, method: &str) -> Self {
+        Reply {
+            stream,
+            shared,
+            head_only: method == "HEAD",
+        }
+    }
+
+    /// Whether the request was a HEAD: the answer carries no body.
+    pub fn head_only(&self) -> bool {
+        self.head_only
+    }
+
+    /// Send the response, its body only if the request was not a HEAD.
+    pub fn send(
+        &mut self,
+        status: u16,
+        content_type: &str,
+        extra_headers: &[(&str, &str)],
+        body: &[u8],
+    ) {
+        send(
+            self.stream,
+            self.shared,
+            self.head_only,
+            status,
+            content_type,
+            extra_headers,
+            body,
+        );
+    }
+
+    /// Answer a failed handshake with its status, headers and reason.
+    pub fn error(&mut self, error: &HandshakeError) {
+        self.send(
+            error.status(),
+            "text/plain; charset=utf-8",
+            error.extra_headers(),
+            error.reason().as_bytes(),
+        );
     }
 }
 

@@ -415,6 +415,10 @@ fn answer_request(stream: &mut TcpStream, shared: &Arc<Shared>) -> Option<(Route
     };
     let leftover = &head.bytes[request.head_len..];
     let path = request.path();
+    let mut reply = http::Reply::new(stream, shared, request.method);
+    // RFC 9110 9.3.2: HEAD is GET without the content, so every GET route
+    // answers it.
+    let served = |method: &str| method == request.method || (method == "GET" && reply.head_only());
     // A route switched off (`--no-echo`) does not exist: 404, never 405.
     let exists = |(_, p, route): &&(&str, &str, Route)| {
         *p == path && (*route != Route::Echo || shared.config.echo_enabled)
@@ -422,21 +426,16 @@ fn answer_request(stream: &mut TcpStream, shared: &Arc<Shared>) -> Option<(Route
     let route = ROUTES
         .iter()
         .filter(exists)
-        .find(|(method, _, _)| *method == request.method)
+        .find(|(method, _, _)| served(method))
         .or_else(|| ROUTES.iter().find(exists));
     let Some(&(method, _, route)) = route else {
-        http::respond(stream, shared, 404, TEXT, &[], b"not found");
+        reply.send(404, TEXT, &[], b"not found");
         return None;
     };
-    if request.method != method {
-        http::respond(
-            stream,
-            shared,
-            405,
-            TEXT,
-            &[("Allow", method)],
-            b"method not allowed",
-        );
+    if !served(method) {
+        // RFC 9110 15.5.6: a 405 "MUST generate an Allow header field".
+        let allow = if method == "GET" { "GET, HEAD" } else { method };
+        reply.send(405, TEXT, &[("Allow", allow)], b"method not allowed");
         return None;
     }
     match route {
@@ -446,21 +445,12 @@ fn answer_request(stream: &mut TcpStream, shared: &Arc<Shared>) -> Option<(Route
             } else {
                 &[]
             };
-            upgrade(stream, shared, &request, protocols)?;
+            upgrade(&mut reply, shared, &request, protocols)?;
             return Some((route, leftover.to_vec()));
         }
-        Route::Health => http::respond(stream, shared, 200, TEXT, &[], b"ok"),
-        Route::Index => http::respond(
-            stream,
-            shared,
-            200,
-            "text/html; charset=utf-8",
-            &[],
-            INDEX_HTML.as_bytes(),
-        ),
-        Route::Script => http::respond(
-            stream,
-            shared,
+        Route::Health => reply.send(200, TEXT, &[], b"ok"),
+        Route::Index => reply.send(200, "text/html; charset=utf-8", &[], INDEX_HTML.as_bytes()),
+        Route::Script => reply.send(
             200,
             "text/javascript; charset=utf-8",
             &[],
@@ -468,9 +458,7 @@ fn answer_request(stream: &mut TcpStream, shared: &Arc<Shared>) -> Option<(Route
         ),
         Route::Metrics => {
             let body = shared.metrics.render();
-            http::respond(
-                stream,
-                shared,
+            reply.send(
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
                 &[],
@@ -478,7 +466,7 @@ fn answer_request(stream: &mut TcpStream, shared: &Arc<Shared>) -> Option<(Route
             );
         }
         Route::ApiOnline | Route::ApiPush | Route::ApiBroadcast => {
-            api(stream, shared, &request, route, leftover);
+            api(&mut reply, shared, &request, route, leftover);
         }
     }
     None
@@ -488,18 +476,13 @@ fn answer_request(stream: &mut TcpStream, shared: &Arc<Shared>) -> Option<(Route
 const TEXT: &str = "text/plain; charset=utf-8";
 
 /// `/api/*`: off (404) without `--admin-token`, 401 without the right bearer.
-fn api(stream: &mut TcpStream, shared: &Shared, request: &Request, route: Route, leftover: &[u8]) {
+fn api(reply: &mut http::Reply, shared: &Shared, request: &Request, route: Route, leftover: &[u8]) {
     let Some(expected) = &shared.config.admin_token else {
-        return http::respond(stream, shared, 404, TEXT, &[], b"not found");
+        return reply.send(404, TEXT, &[], b"not found");
     };
-    let offered = request
-        .header("Authorization")
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if !offered.is_some_and(|token| constant_time_eq(token.trim().as_bytes(), expected.as_bytes()))
-    {
-        return http::respond(
-            stream,
-            shared,
+    let offered = request.header("Authorization").and_then(bearer_token);
+    if !offered.is_some_and(|token| constant_time_eq(token.as_bytes(), expected.as_bytes())) {
+        return reply.send(
             401,
             TEXT,
             &[("WWW-Authenticate", "Bearer")],
@@ -508,15 +491,10 @@ fn api(stream: &mut TcpStream, shared: &Shared, request: &Request, route: Route,
     }
     let json = "application/json";
     if route == Route::ApiOnline {
-        return http::respond(
-            stream,
-            shared,
-            200,
-            json,
-            &[],
-            chat::api::online(&shared.chat).as_bytes(),
-        );
+        return reply.send(200, json, &[], chat::api::online(&shared.chat).as_bytes());
     }
+    // The rest are POSTs: their answers always carry a body.
+    let stream = &mut *reply.stream;
     let body = request
         .content_length()
         .map_err(http::HeadError::Respond)
@@ -548,6 +526,16 @@ fn api(stream: &mut TcpStream, shared: &Shared, request: &Request, route: Route,
     }
 }
 
+/// The token of an `Authorization: Bearer TOKEN` value (RFC 6750 2.1).
+/// RFC 9110 11.1: the scheme is "a case-insensitive token", so `bearer`
+/// and `BEARER` are the same scheme; the token is compared as sent.
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("Bearer")
+        .then_some(token.trim())
+}
+
 /// Compare secrets in time that depends only on their lengths.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -557,15 +545,16 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// response has been sent and the selected subprotocol is returned (`Some(None)`:
 /// none selected); on failure an HTTP error has been sent.
 fn upgrade<'a>(
-    stream: &mut TcpStream,
+    reply: &mut http::Reply,
     shared: &Shared,
     request: &Request<'a>,
     supported_protocols: &[&str],
 ) -> Option<Option<&'a str>> {
-    if !handshake::wants_websocket(request) {
-        http::respond(
-            stream,
-            shared,
+    // A HEAD cannot switch protocols (RFC 6455 4.2.1 asks for "An HTTP/1.1
+    // or higher GET request"), so it gets what a GET without an upgrade
+    // gets; RFC 9110 7.8: a server "MAY ignore a received Upgrade header".
+    if reply.head_only() || !handshake::wants_websocket(request) {
+        reply.send(
             426,
             "text/plain; charset=utf-8",
             &[("Upgrade", "websocket"), ("Connection", "Upgrade")],
@@ -576,25 +565,18 @@ fn upgrade<'a>(
     let upgrade = match handshake::validate_upgrade(request) {
         Ok(upgrade) => upgrade,
         Err(error) => {
-            http::respond_error(stream, shared, &error);
+            reply.error(&error);
             return None;
         }
     };
     if !handshake::origin_allowed(upgrade.origin, &shared.config.allowed_origins) {
-        http::respond(
-            stream,
-            shared,
-            403,
-            "text/plain; charset=utf-8",
-            &[],
-            b"origin not allowed",
-        );
+        reply.send(403, "text/plain; charset=utf-8", &[], b"origin not allowed");
         return None;
     }
     let protocol = handshake::select_protocol(&upgrade.offered_protocols, supported_protocols);
     let mut out = Vec::with_capacity(256);
     handshake::write_switching_protocols(&mut out, &handshake::accept_key(upgrade.key), protocol);
-    transport::write_counted(stream, &out, &shared.metrics).ok()?;
+    transport::write_counted(reply.stream, &out, &shared.metrics).ok()?;
     Some(protocol)
 }
 
