@@ -41,10 +41,10 @@ fuzz_target!(|data: &[u8]| {
         }
         Ok(ClientMessage::Peer { to, data }) => {
             assert_eq!(data.get("to").and_then(UserId::parse).as_ref(), Some(to));
-            delivered_intact(codes::MESSAGE_PEER, Some(to), data);
+            delivered_intact(codes::MESSAGE_PEER, Some(to), &**data);
         }
         Ok(ClientMessage::Broadcast { data }) => {
-            delivered_intact(codes::MESSAGE_BROADCAST, None, data);
+            delivered_intact(codes::MESSAGE_BROADCAST, None, &**data);
         }
         Ok(ClientMessage::Ping | ClientMessage::Pong) => {}
     }

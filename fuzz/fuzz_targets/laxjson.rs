@@ -11,7 +11,8 @@
 //!   accepts, `parse` accepts with the same value; and with no single quote
 //!   in the input, lax and strict are the same language;
 //! - what `parse` returns, written out by serde_json, parses back strictly
-//!   to the same value.
+//!   to the same value; `laxjson::to_string`, the writer that does not
+//!   recurse, writes it byte for byte as serde_json does.
 
 #![no_main]
 
@@ -64,5 +65,6 @@ fuzz_target!(|data: &[u8]| {
             Ok(value),
             "{written}"
         );
+        assert_eq!(laxjson::to_string(value), written);
     }
 });

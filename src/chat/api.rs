@@ -3,9 +3,16 @@
 //! functions take the request body and return the JSON to answer with.
 //!
 //! Bodies are strict JSON (they come from scripts and `curl`, not from the
-//! seed client). A push reaches every session of one user as MESSAGE type
-//! 30003 with `from` null; a broadcast reaches every authenticated session
-//! with `to` null too.
+//! seed client), read with [`laxjson::parse_strict`] rather than
+//! `serde_json::from_slice`: serde_json recurses once per level up to 128
+//! levels, more than a connection thread's stack holds in a debug build,
+//! while `parse_strict` stops at [`laxjson::MAX_DEPTH`] and does not
+//! recurse. The values are held and written out without recursion too
+//! ([`StackSafeValue`], [`MessageTemplate`]).
+//!
+//! A push reaches every session of one user as MESSAGE type 30003 with
+//! `from` null; a broadcast reaches every authenticated session with `to`
+//! null too.
 
 use std::sync::Arc;
 
@@ -13,33 +20,58 @@ use serde_json::{json, Value};
 
 use crate::server::metrics::Metrics;
 
+use super::laxjson::{self, LaxJsonError, StackSafeValue};
 use super::message::{codes, MessageTemplate, UserId};
 use super::{unix_millis, Hub};
 
 /// Why an API request body was refused (answered with `400`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
     /// The body is not a JSON object.
     NotJsonObject,
+    /// The body nests more than [`laxjson::MAX_DEPTH`] arrays and objects
+    /// (the parser's [`LaxJsonError::TooDeep`]).
+    TooDeep(LaxJsonError),
     /// `to` is missing or not a valid user id.
     BadRecipient,
 }
 
 impl ApiError {
     /// The text of the `400` answer.
-    pub fn reason(self) -> &'static str {
+    pub fn reason(&self) -> String {
         match self {
-            ApiError::NotJsonObject => "the body must be a JSON object",
-            ApiError::BadRecipient => "\"to\" must be a user id: 1-64 of A-Z a-z 0-9 _ . @ -",
+            ApiError::NotJsonObject => "the body must be a JSON object".to_owned(),
+            ApiError::TooDeep(error) => format!("the body is refused: {error}"),
+            ApiError::BadRecipient => {
+                "\"to\" must be a user id: 1-64 of A-Z a-z 0-9 _ . @ -".to_owned()
+            }
         }
     }
 }
 
-fn object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
-    match serde_json::from_slice(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(ApiError::NotJsonObject),
+/// The body as a JSON object; it, and what is left of it, drops flat.
+fn object(body: &[u8]) -> Result<StackSafeValue, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::NotJsonObject)?;
+    match laxjson::parse_strict(text) {
+        Ok(value) => {
+            let value = StackSafeValue::new(value);
+            if value.is_object() {
+                Ok(value)
+            } else {
+                Err(ApiError::NotJsonObject)
+            }
+        }
+        Err(error @ LaxJsonError::TooDeep { .. }) => Err(ApiError::TooDeep(error)),
+        Err(_) => Err(ApiError::NotJsonObject),
     }
+}
+
+/// Takes `data` out of a request object: `null` when absent.
+fn take_data(request: &mut StackSafeValue) -> StackSafeValue {
+    let data = request
+        .as_object_mut()
+        .and_then(|members| members.remove("data"));
+    StackSafeValue::new(data.unwrap_or(Value::Null))
 }
 
 /// `GET /api/online`: `{"online": N, "users": [...]}`.
@@ -55,12 +87,12 @@ pub fn online(hub: &Hub) -> String {
 
 /// `POST /api/push` with `{"to": ID, "data": ANY}`: `{"delivered": N}`.
 pub fn push(hub: &Hub, body: &[u8], metrics: &Metrics) -> Result<String, ApiError> {
-    let request = object(body)?;
+    let mut request = object(body)?;
     let to = request
         .get("to")
         .and_then(UserId::parse)
         .ok_or(ApiError::BadRecipient)?;
-    let data = request.get("data").cloned().unwrap_or(Value::Null);
+    let data = take_data(&mut request);
     let template = Arc::new(MessageTemplate::new(
         codes::MESSAGE_PUSH,
         None,
@@ -74,8 +106,8 @@ pub fn push(hub: &Hub, body: &[u8], metrics: &Metrics) -> Result<String, ApiErro
 
 /// `POST /api/broadcast` with `{"data": ANY}`: `{"delivered": N}`.
 pub fn broadcast(hub: &Hub, body: &[u8], metrics: &Metrics) -> Result<String, ApiError> {
-    let request = object(body)?;
-    let data = request.get("data").cloned().unwrap_or(Value::Null);
+    let mut request = object(body)?;
+    let data = take_data(&mut request);
     let template = Arc::new(MessageTemplate::new(
         codes::MESSAGE_PUSH,
         None,

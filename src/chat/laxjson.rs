@@ -1,5 +1,7 @@
 //! Lax JSON: strict JSON (RFC 8259) plus the single-quoted strings of the
-//! seed client, as PROTOCOL.md "Messages" describes.
+//! seed client, as PROTOCOL.md "Messages" describes; and, since every value
+//! it makes comes from the network, writing and dropping those values
+//! without recursion.
 //!
 //! The seed's `SocketBox` builds messages by string concatenation, such as
 //! `{'code':10016}` and `{'code':10002,'data':'{"to":"bob","text":"hi \"x\""}'}`,
@@ -47,19 +49,35 @@
 //!   integer is a `u64`, else an `i64`, else (too big, or `-0`) an `f64`; a
 //!   number with a fraction or exponent is an `f64`; one that overflows `f64`
 //!   (`1e400`) is an error, since JSON has no infinity.
-//! - At most [`MAX_DEPTH`] arrays and objects may nest: the parser recurses
-//!   once per level, and this bound keeps any input from exhausting a
-//!   connection thread's stack.
+//! - At most [`MAX_DEPTH`] arrays and objects may nest (RFC 8259 9: "An
+//!   implementation may set limits on the maximum depth of nesting").
+//!
+//! # Depth costs heap, never stack
+//!
+//! A connection thread has a small stack (`--thread-stack`, 64 KiB by
+//! default), and serde_json recurses once per level wherever it walks a
+//! value: parsing, writing (`Display`), dropping. In a debug build that is
+//! 0.6 to 1.6 KiB per level, so 64 levels of objects overflowed the stack
+//! and aborted the whole server. So nothing here recurses: the parser keeps
+//! the arrays and objects it is inside of in a `Vec`, and refuses the
+//! bracket that would open level [`MAX_DEPTH`] + 1 before allocating for
+//! it; [`write()`] walks a value with a `Vec` of iterators; [`drop_flat`]
+//! takes a value apart on the heap, and a [`StackSafeValue`] holds a value
+//! that is dropped that way. The limit is thereby a policy, not a stack
+//! size: what a chat message may reasonably nest.
 //!
 //! The parser reads the input once, front to back, and never backtracks, so
 //! its time is linear in the input and it allocates at most what the value
-//! it returns holds. It never panics, whatever the input.
+//! it returns holds (plus one entry per open level). It never panics,
+//! whatever the input.
 
 use serde_json::{Map, Number, Value};
-use std::fmt;
+use std::fmt::{self, Write as _};
 
-/// How many arrays and objects may nest inside one another; one more is
-/// [`LaxJsonError::TooDeep`].
+/// How many arrays and objects may nest inside one another in one text, the
+/// outermost included; one more is [`LaxJsonError::TooDeep`]. Far more than
+/// chat data needs, and what the `/ws` parser has always allowed; see the
+/// module documentation for why it does not depend on the stack.
 pub const MAX_DEPTH: usize = 64;
 
 /// Why a text is not (lax) JSON. Every variant carries `at`, the byte offset
@@ -202,11 +220,214 @@ pub fn parse_strict(text: &str) -> Result<Value, LaxJsonError> {
     Parser::new(text, Dialect::Strict).parse_text()
 }
 
+/// Drops `value` without recursion. serde_json's own `Drop` for a `Value`
+/// recurses once per level, in frames large enough (in a debug build, about
+/// 840 bytes per level of objects) that a value within [`MAX_DEPTH`] would
+/// take most of a connection thread's stack; this takes the value apart on
+/// the heap instead, holding the arrays and objects still to take apart.
+pub fn drop_flat(value: Value) {
+    let is_container = |value: &Value| matches!(value, Value::Array(_) | Value::Object(_));
+    let mut pending = Vec::new();
+    let mut current = value;
+    loop {
+        // Children are moved out before their parent's memory goes, and
+        // scalars among them are dropped here, where that cannot recurse.
+        match current {
+            Value::Array(items) => pending.extend(items.into_iter().filter(is_container)),
+            Value::Object(members) => pending.extend(
+                members
+                    .into_iter()
+                    .map(|(_, member)| member)
+                    .filter(is_container),
+            ),
+            _ => {}
+        }
+        match pending.pop() {
+            Some(next) => current = next,
+            None => return,
+        }
+    }
+}
+
+/// A JSON value that is dropped with [`drop_flat`], so that holding one
+/// costs no stack however deep it is. It dereferences to the value.
+///
+/// `Clone`, `Debug` and `PartialEq` are serde_json's and do recurse, once
+/// per level; the server does not use them on values from the network
+/// (tests do, on threads with ample stack).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StackSafeValue(Value);
+
+impl StackSafeValue {
+    /// The value, to be dropped flat from now on.
+    pub fn new(value: Value) -> Self {
+        StackSafeValue(value)
+    }
+
+    /// The value itself; dropping it is the caller's concern again.
+    pub fn into_inner(mut self) -> Value {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl From<Value> for StackSafeValue {
+    fn from(value: Value) -> Self {
+        StackSafeValue(value)
+    }
+}
+
+impl std::ops::Deref for StackSafeValue {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for StackSafeValue {
+    fn deref_mut(&mut self) -> &mut Value {
+        &mut self.0
+    }
+}
+
+impl Drop for StackSafeValue {
+    fn drop(&mut self) {
+        drop_flat(std::mem::take(&mut self.0));
+    }
+}
+
+/// Appends `value` to `out` as compact JSON, byte for byte what
+/// `value.to_string()` gives, but in a loop rather than by recursion:
+/// serde_json's writer recurses once per level (about 1.1 KiB per level of
+/// arrays in a debug build), this one keeps the arrays and objects it is
+/// inside of on the heap.
+pub fn write(value: &Value, out: &mut String) {
+    /// An array or object being written: the elements still to come, and
+    /// whether none has been written yet (no comma before the next).
+    enum Writing<'v> {
+        Array(std::slice::Iter<'v, Value>, bool),
+        Object(serde_json::map::Iter<'v>, bool),
+    }
+    let mut open: Vec<Writing<'_>> = Vec::new();
+    let mut next = Some(value);
+    loop {
+        match next.take() {
+            None => {}
+            Some(Value::Null) => out.push_str("null"),
+            Some(Value::Bool(true)) => out.push_str("true"),
+            Some(Value::Bool(false)) => out.push_str("false"),
+            // serde_json writes a number as its `Display` does; writing to a
+            // `String` cannot fail.
+            Some(Value::Number(number)) => {
+                let _ = write!(out, "{number}");
+            }
+            Some(Value::String(text)) => write_string(text, out),
+            Some(Value::Array(items)) => {
+                out.push('[');
+                open.push(Writing::Array(items.iter(), true));
+            }
+            Some(Value::Object(members)) => {
+                out.push('{');
+                open.push(Writing::Object(members.iter(), true));
+            }
+        }
+        let Some(innermost) = open.last_mut() else {
+            return;
+        };
+        match innermost {
+            Writing::Array(items, first) => match items.next() {
+                Some(item) => {
+                    if !std::mem::take(first) {
+                        out.push(',');
+                    }
+                    next = Some(item);
+                }
+                None => {
+                    out.push(']');
+                    open.pop();
+                }
+            },
+            Writing::Object(members, first) => match members.next() {
+                Some((key, member)) => {
+                    if !std::mem::take(first) {
+                        out.push(',');
+                    }
+                    write_string(key, out);
+                    out.push(':');
+                    next = Some(member);
+                }
+                None => {
+                    out.push('}');
+                    open.pop();
+                }
+            },
+        }
+    }
+}
+
+/// `value` written as by [`write()`], in a new `String`.
+pub fn to_string(value: &Value) -> String {
+    let mut out = String::new();
+    write(value, &mut out);
+    out
+}
+
+/// A JSON string literal for `text`, escaped as serde_json escapes it: `"`,
+/// `\` and the control characters U+0000 to U+001F (RFC 8259 7: "the
+/// characters that MUST be escaped"), with the short forms where JSON has
+/// one and `\u00xx` in lower-case hex otherwise; everything else verbatim.
+fn write_string(text: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let mut run_start = 0;
+    for (at, byte) in text.bytes().enumerate() {
+        let short = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            0x0C => "\\f",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x00..=0x1F => "",
+            _ => continue,
+        };
+        // `at` is on an ASCII byte, so on a char boundary.
+        out.push_str(text.get(run_start..at).unwrap_or_default());
+        if short.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xF)]));
+        } else {
+            out.push_str(short);
+        }
+        run_start = at + 1;
+    }
+    out.push_str(text.get(run_start..).unwrap_or_default());
+    out.push('"');
+}
+
 /// Whether single-quoted strings are allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dialect {
     Lax,
     Strict,
+}
+
+/// An array or object whose closing bracket is still to come.
+enum OpenContainer {
+    Array(Vec<Value>),
+    /// The members so far, and the key of the member being parsed.
+    Object(Map<String, Value>, String),
+}
+
+impl OpenContainer {
+    fn into_value(self) -> Value {
+        match self {
+            OpenContainer::Array(items) => Value::Array(items),
+            OpenContainer::Object(members, _) => Value::Object(members),
+        }
+    }
 }
 
 struct Parser<'a> {
@@ -227,12 +448,20 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_text(mut self) -> Result<Value, LaxJsonError> {
-        let value = self.parse_value(0)?;
-        self.skip_whitespace();
-        if self.pos < self.bytes.len() {
-            return Err(LaxJsonError::TrailingCharacters { at: self.pos });
+        let mut open = Vec::new();
+        let parsed = self.parse_value(&mut open).and_then(|value| {
+            self.skip_whitespace();
+            if self.pos < self.bytes.len() {
+                drop_flat(value);
+                return Err(LaxJsonError::TrailingCharacters { at: self.pos });
+            }
+            Ok(value)
+        });
+        // After an error, what was parsed so far goes without recursion too.
+        for container in open {
+            drop_flat(container.into_value());
         }
-        Ok(value)
+        parsed
     }
 
     fn peek(&self) -> Option<u8> {
@@ -273,11 +502,90 @@ impl<'a> Parser<'a> {
         out.push_str(self.text.get(start..end).unwrap_or_default());
     }
 
-    fn parse_value(&mut self, depth: usize) -> Result<Value, LaxJsonError> {
+    /// One whole value, arrays and objects included, in a loop rather than
+    /// by recursion: `open` holds the arrays and objects begun and not yet
+    /// closed, innermost last, so the depth of the input costs heap (at most
+    /// [`MAX_DEPTH`] entries), never stack.
+    fn parse_value(&mut self, open: &mut Vec<OpenContainer>) -> Result<Value, LaxJsonError> {
+        loop {
+            let mut value = match self.parse_scalar_or_open(open)? {
+                Some(value) => value,
+                // A container was opened and its first element comes next.
+                None => continue,
+            };
+            // `value` is complete: hand it to the container it sits in,
+            // closing each container that ends right after it.
+            loop {
+                match open.last_mut() {
+                    None => return Ok(value),
+                    Some(OpenContainer::Array(items)) => {
+                        items.push(value);
+                        self.skip_whitespace();
+                        match self.peek() {
+                            Some(b',') => {
+                                self.pos += 1;
+                                break;
+                            }
+                            Some(b']') => self.pos += 1,
+                            _ => return Err(self.unexpected("',' or ']'")),
+                        }
+                    }
+                    Some(OpenContainer::Object(members, key)) => {
+                        // Last one wins on a duplicate key, as in serde_json.
+                        if let Some(replaced) = members.insert(std::mem::take(key), value) {
+                            drop_flat(replaced);
+                        }
+                        self.skip_whitespace();
+                        match self.peek() {
+                            Some(b',') => {
+                                self.pos += 1;
+                                *key = self.parse_key()?;
+                                break;
+                            }
+                            Some(b'}') => self.pos += 1,
+                            _ => return Err(self.unexpected("',' or '}'")),
+                        }
+                    }
+                }
+                // The innermost container just closed: it is the value now.
+                match open.pop() {
+                    Some(closed) => value = closed.into_value(),
+                    None => return Err(self.unexpected("a value")),
+                }
+            }
+        }
+    }
+
+    /// A scalar, or an empty array or object: `Some`. Otherwise opens the
+    /// array or object at `pos` (pushed on `open`, an object with its first
+    /// key read) and returns `None`: its first element is next.
+    fn parse_scalar_or_open(
+        &mut self,
+        open: &mut Vec<OpenContainer>,
+    ) -> Result<Option<Value>, LaxJsonError> {
         self.skip_whitespace();
-        match self.peek() {
-            Some(b'{') => self.parse_object(depth),
-            Some(b'[') => self.parse_array(depth),
+        let scalar = match self.peek() {
+            Some(b'{') => {
+                self.open_container(open.len())?;
+                self.skip_whitespace();
+                if self.peek() == Some(b'}') {
+                    self.pos += 1;
+                    return Ok(Some(Value::Object(Map::new())));
+                }
+                let key = self.parse_key()?;
+                open.push(OpenContainer::Object(Map::new(), key));
+                return Ok(None);
+            }
+            Some(b'[') => {
+                self.open_container(open.len())?;
+                self.skip_whitespace();
+                if self.peek() == Some(b']') {
+                    self.pos += 1;
+                    return Ok(Some(Value::Array(Vec::new())));
+                }
+                open.push(OpenContainer::Array(Vec::new()));
+                return Ok(None);
+            }
             Some(b'"') => self.parse_double_quoted().map(Value::String),
             Some(b'\'') if self.dialect == Dialect::Lax => {
                 self.parse_single_quoted().map(Value::String)
@@ -287,11 +595,13 @@ impl<'a> Parser<'a> {
             Some(b'n') => self.parse_literal("null", Value::Null),
             Some(b'-' | b'0'..=b'9') => self.parse_number(),
             _ => Err(self.unexpected("a value")),
-        }
+        };
+        scalar.map(Some)
     }
 
-    /// Steps over the opening bracket of an array or object at `depth`
-    /// (0 for the outermost), refusing to go past [`MAX_DEPTH`] levels.
+    /// Steps over the opening bracket of an array or object inside `depth`
+    /// others, refusing to go past [`MAX_DEPTH`] levels before anything of
+    /// the new level is allocated.
     fn open_container(&mut self, depth: usize) -> Result<(), LaxJsonError> {
         if depth >= MAX_DEPTH {
             return Err(LaxJsonError::TooDeep {
@@ -303,61 +613,20 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn parse_object(&mut self, depth: usize) -> Result<Value, LaxJsonError> {
-        self.open_container(depth)?;
-        let mut object = Map::new();
+    /// An object key and the `:` after it; `pos` may be on whitespace before it.
+    fn parse_key(&mut self) -> Result<String, LaxJsonError> {
         self.skip_whitespace();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-            return Ok(Value::Object(object));
-        }
-        loop {
-            self.skip_whitespace();
-            let key = match self.peek() {
-                Some(b'"') => self.parse_double_quoted()?,
-                Some(b'\'') if self.dialect == Dialect::Lax => self.parse_single_quoted()?,
-                _ => return Err(self.unexpected("a quoted object key")),
-            };
-            self.skip_whitespace();
-            if self.peek() != Some(b':') {
-                return Err(self.unexpected("':' after an object key"));
-            }
-            self.pos += 1;
-            let value = self.parse_value(depth + 1)?;
-            // Last one wins on a duplicate key, as in serde_json.
-            object.insert(key, value);
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(Value::Object(object));
-                }
-                _ => return Err(self.unexpected("',' or '}'")),
-            }
-        }
-    }
-
-    fn parse_array(&mut self, depth: usize) -> Result<Value, LaxJsonError> {
-        self.open_container(depth)?;
-        let mut array = Vec::new();
+        let key = match self.peek() {
+            Some(b'"') => self.parse_double_quoted()?,
+            Some(b'\'') if self.dialect == Dialect::Lax => self.parse_single_quoted()?,
+            _ => return Err(self.unexpected("a quoted object key")),
+        };
         self.skip_whitespace();
-        if self.peek() == Some(b']') {
-            self.pos += 1;
-            return Ok(Value::Array(array));
+        if self.peek() != Some(b':') {
+            return Err(self.unexpected("':' after an object key"));
         }
-        loop {
-            array.push(self.parse_value(depth + 1)?);
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(Value::Array(array));
-                }
-                _ => return Err(self.unexpected("',' or ']'")),
-            }
-        }
+        self.pos += 1;
+        Ok(key)
     }
 
     fn parse_literal(&mut self, word: &'static str, value: Value) -> Result<Value, LaxJsonError> {
@@ -901,26 +1170,202 @@ mod tests {
         }
     }
 
+    /// `levels` arrays around `1`, built without recursion.
+    fn nested_arrays(levels: usize) -> Value {
+        (0..levels).fold(json!(1), |inner, _| Value::Array(vec![inner]))
+    }
+
+    /// `levels` objects around `1`, each with a scalar member beside the
+    /// nested one, built without recursion.
+    fn nested_objects(levels: usize) -> Value {
+        (0..levels).fold(json!(1), |inner, level| {
+            let mut members = Map::new();
+            members.insert("k".to_owned(), inner);
+            members.insert("level".to_owned(), json!(level));
+            Value::Object(members)
+        })
+    }
+
+    fn too_deep_at(at: usize) -> Result<Value, LaxJsonError> {
+        Err(LaxJsonError::TooDeep {
+            at,
+            limit: MAX_DEPTH,
+        })
+    }
+
     #[test]
     fn nesting_up_to_the_limit_is_accepted_and_one_more_is_refused() {
-        let at_limit = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
-        assert!(parse(&at_limit).is_ok());
-        let objects = format!("{}1{}", "{'a':".repeat(MAX_DEPTH), "}".repeat(MAX_DEPTH));
-        assert!(parse(&objects).is_ok());
-
-        let over = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
-        assert_eq!(
-            parse(&over),
-            Err(LaxJsonError::TooDeep {
-                at: MAX_DEPTH,
-                limit: MAX_DEPTH
-            })
+        let arrays_at_limit = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        let objects_at_limit = format!("{}1{}", "{'a':".repeat(MAX_DEPTH), "}".repeat(MAX_DEPTH));
+        let mixed_at_limit = format!(
+            "{}{}{}",
+            "[{\"a\":".repeat(MAX_DEPTH / 2),
+            "null",
+            "}]".repeat(MAX_DEPTH / 2)
         );
-        // Far deeper than any stack would take if the limit were missing.
-        let hostile = "[{\"a\":".repeat(200_000);
+        for text in [&arrays_at_limit, &mixed_at_limit] {
+            let expected: Value = serde_json::from_str(text).expect("JSON");
+            assert_eq!(parse(text).as_ref(), Ok(&expected));
+            assert_eq!(parse_strict(text), Ok(expected));
+        }
+        let objects = parse(&objects_at_limit).expect("objects at the limit");
+        assert_eq!(objects.pointer(&"/a".repeat(MAX_DEPTH)), Some(&json!(1)));
+
+        // One more level: refused at the bracket that opens it, arrays or
+        // objects, empty or not, in either dialect.
+        let over = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        assert_eq!(parse(&over), too_deep_at(MAX_DEPTH));
+        assert_eq!(parse_strict(&over), too_deep_at(MAX_DEPTH));
+        let empty_object_over = format!("{}{{}}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert_eq!(parse(&empty_object_over), too_deep_at(MAX_DEPTH));
+        let objects_over = format!(
+            "{}1{}",
+            "{'a':".repeat(MAX_DEPTH + 1),
+            "}".repeat(MAX_DEPTH + 1)
+        );
+        assert_eq!(parse(&objects_over), too_deep_at(5 * MAX_DEPTH));
+        // The limit counts nesting, not containers: many shallow ones are fine.
+        let wide = format!("[{}[]]", "[[1]],".repeat(10_000));
         assert_eq!(
-            parse(&hostile).map_err(|error| matches!(error, LaxJsonError::TooDeep { .. })),
-            Err(true)
+            parse(&wide).map(|value| value.as_array().map(Vec::len)),
+            Ok(Some(10_001))
+        );
+    }
+
+    #[test]
+    fn far_too_deep_input_is_refused_at_the_limit() {
+        // Far deeper than any stack would take if the limit were missing;
+        // the parser stops at the first bracket past the limit, before it
+        // looks at the rest (which here never closes, or is not even JSON).
+        let texts = [
+            "[".repeat(100_000),
+            "{\"a\":".repeat(100_000),
+            "[{'a':".repeat(100_000),
+            format!("{}1{}", "[".repeat(1_000), "]".repeat(1_000)),
+            format!("{}x", "[".repeat(MAX_DEPTH + 1)),
+        ];
+        for text in &texts {
+            let refused =
+                parse(text).map_err(|error| matches!(error, LaxJsonError::TooDeep { .. }));
+            assert_eq!(refused, Err(true), "{}", &text[..20]);
+        }
+        assert_eq!(parse_strict(&texts[0]), too_deep_at(MAX_DEPTH));
+        assert_eq!(parse_strict(&texts[1]), too_deep_at(5 * MAX_DEPTH));
+        // A sibling that went as deep as allowed, then one that goes deeper.
+        let at_limit = format!("{}{}", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
+        let text = format!("[{at_limit},{}", "[".repeat(MAX_DEPTH));
+        assert_eq!(
+            parse(&text),
+            too_deep_at(at_limit.len() + 2 + MAX_DEPTH - 1)
+        );
+    }
+
+    /// Runs `work` on a thread with `stack` bytes of stack; an overflow
+    /// aborts the test process, which fails the test run.
+    fn on_small_stack(stack: usize, work: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(stack)
+            .spawn(work)
+            .expect("spawn")
+            .join()
+            .expect("no panic");
+    }
+
+    /// Less than half the default `--thread-stack`, and less than a debug
+    /// build's serde_json needs to parse, write or drop [`MAX_DEPTH`] levels
+    /// of objects (about 100, 50 and 60 KiB).
+    const SMALL_STACK: usize = 24 * 1024;
+
+    #[test]
+    fn parsing_writing_and_dropping_take_no_stack_per_level() {
+        on_small_stack(SMALL_STACK, || {
+            let objects = format!("{}1{}", "{'a':".repeat(MAX_DEPTH), "}".repeat(MAX_DEPTH));
+            let arrays = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+            for text in [objects, arrays] {
+                let value = parse(&text).map_err(|error| error.to_string());
+                let Ok(value) = value else {
+                    panic!("the deepest value parses: {value:?}");
+                };
+                let written = to_string(&value);
+                assert_eq!(written.len(), text.len());
+                drop_flat(value);
+                // Refused at the limit: the half-built value is dropped too.
+                let over = format!("[{text}]");
+                assert!(matches!(parse(&over), Err(LaxJsonError::TooDeep { .. })));
+            }
+            // Writing and dropping do not depend on the limit at all.
+            for deep in [nested_arrays(100_000), nested_objects(100_000)] {
+                let written = to_string(&deep);
+                assert!(written.starts_with("[[[") || written.starts_with("{\"k\":{\"k\":"));
+                drop(StackSafeValue::new(deep));
+            }
+        });
+    }
+
+    #[test]
+    fn a_replaced_duplicate_key_is_dropped_flat() {
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
+        let text = format!("{{\"a\":{deep},\"a\":2}}");
+        on_small_stack(SMALL_STACK, move || {
+            assert_eq!(
+                parse(&text).map_err(|error| error.to_string()),
+                Ok(json!({"a": 2}))
+            );
+        });
+    }
+
+    #[test]
+    fn write_is_byte_for_byte_serde_json() {
+        let mut samples = vec![
+            json!(null),
+            json!(true),
+            json!(false),
+            json!(0),
+            json!(-7),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(1.5),
+            json!(-0.0),
+            json!(1e300),
+            json!(1e-7),
+            json!(0.1 + 0.2),
+            json!(""),
+            json!("plain é 你 😀 \u{7f} \u{2028}"),
+            json!("quote \" backslash \\ slash / tab \t"),
+            json!([]),
+            json!({}),
+            json!([[], {}, [[]], {"": {}}]),
+            json!({"b": 1, "a": [1, "x", null], "\"k\\\n": {"z": false}}),
+            nested_arrays(70),
+            nested_objects(70),
+        ];
+        // Every ASCII character, alone and between others, as value and key.
+        for code in 0u8..=0x7f {
+            let text = format!("a{}b{}", char::from(code), char::from(code));
+            let mut members = Map::new();
+            members.insert(text.clone(), json!(text));
+            samples.push(Value::Object(members));
+        }
+        for sample in &samples {
+            assert_eq!(to_string(sample), sample.to_string());
+        }
+        let mut out = "prefix:".to_owned();
+        write(&json!([1, 2]), &mut out);
+        assert_eq!(out, "prefix:[1,2]");
+    }
+
+    #[test]
+    fn stack_safe_value_derefs_and_gives_its_value_back() {
+        let mut value = StackSafeValue::new(json!({"to": "bob"}));
+        assert_eq!(value["to"], "bob");
+        value
+            .as_object_mut()
+            .expect("an object")
+            .insert("n".to_owned(), json!(1));
+        assert_eq!(value.clone().into_inner(), json!({"to": "bob", "n": 1}));
+        assert_eq!(
+            StackSafeValue::from(json!(3)),
+            StackSafeValue::new(json!(3))
         );
     }
 

@@ -15,6 +15,12 @@
 //!   or array ([`super::laxjson::parse_strict`]): the seed and `socketbox.js`
 //!   both put `JSON.stringify` output there, and strictness keeps a user's
 //!   text such as `['a']` from being turned into an array.
+//! - A message nests at most [`laxjson::MAX_DEPTH`] arrays and objects, its
+//!   own braces included; deeper is 40000, since the parser refuses the
+//!   text before any field is read. A `data` string holding JSON is a text
+//!   of its own, and one too deep stays a string. Decoded messages hold
+//!   `data` in a [`StackSafeValue`] and [`MessageTemplate`] writes it with
+//!   [`laxjson::write`], so no depth a client may send costs stack.
 //! - BROADCAST without `data` broadcasts `null`.
 //! - AUTH's `token` may be absent or `null`; anything but a string is 40002.
 //! - Other fields of a request are ignored.
@@ -22,9 +28,9 @@
 //!   recipient of a broadcast is serialized once ([`MessageTemplate`]). JSON
 //!   key order carries no meaning, and clients must not rely on it.
 
-use super::laxjson::{self, LaxJsonError};
+use super::laxjson::{self, LaxJsonError, StackSafeValue};
 use serde_json::{Map, Number, Value};
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// Every code of the protocol, as PROTOCOL.md numbers them.
 pub mod codes {
@@ -161,12 +167,12 @@ pub enum ClientMessage {
         /// The recipient, read from `data.to`.
         to: UserId,
         /// The whole `data` object, `to` included, as delivered to the recipient.
-        data: Value,
+        data: StackSafeValue,
     },
     /// 10003: a message for every other authenticated session.
     Broadcast {
         /// Any JSON value (`null` when the request has no `data`).
-        data: Value,
+        data: StackSafeValue,
     },
     /// 10015: the client asks for a PONG.
     Ping,
@@ -177,7 +183,8 @@ pub enum ClientMessage {
 /// Why a request was refused; each maps to an ERROR code of PROTOCOL.md.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestError {
-    /// 40000: the text is not (lax) JSON.
+    /// 40000: the text is not (lax) JSON, or nests deeper than
+    /// [`laxjson::MAX_DEPTH`] ([`LaxJsonError::TooDeep`]).
     NotJson(LaxJsonError),
     /// 40000: JSON, but not an object.
     NotObject,
@@ -208,6 +215,9 @@ impl RequestError {
     /// A text a person can read, for `extend.mess`.
     pub fn message(&self) -> String {
         match self {
+            RequestError::NotJson(error @ LaxJsonError::TooDeep { .. }) => {
+                format!("refused: {error}")
+            }
             RequestError::NotJson(error) => format!("not JSON: {error}"),
             RequestError::NotObject => "a message must be a JSON object".to_owned(),
             RequestError::NoCode => "a message needs a numeric \"code\"".to_owned(),
@@ -236,13 +246,17 @@ impl fmt::Display for RequestError {
 impl std::error::Error for RequestError {}
 
 /// Decodes one text message from a client.
+///
+/// The message is held as a [`StackSafeValue`], so that whatever of it is
+/// left when this returns (all of it, on a refusal) is dropped without
+/// recursion.
 pub fn decode(text: &str) -> Result<ClientMessage, RequestError> {
-    let value = laxjson::parse(text).map_err(RequestError::NotJson)?;
-    let Value::Object(mut request) = value else {
+    let mut value = StackSafeValue::new(laxjson::parse(text).map_err(RequestError::NotJson)?);
+    let Value::Object(request) = &mut *value else {
         return Err(RequestError::NotObject);
     };
     match request_code(request.get("code"))? {
-        codes::AUTH => decode_auth(&request),
+        codes::AUTH => decode_auth(request),
         codes::PEER => decode_peer(request.remove("data")),
         codes::BROADCAST => Ok(ClientMessage::Broadcast {
             data: decode_data(request.remove("data")),
@@ -278,7 +292,7 @@ fn decode_auth(request: &Map<String, Value>) -> Result<ClientMessage, RequestErr
 
 fn decode_peer(data: Option<Value>) -> Result<ClientMessage, RequestError> {
     let data = decode_data(data);
-    let Value::Object(fields) = &data else {
+    let Value::Object(fields) = &*data else {
         return Err(RequestError::InvalidField("data"));
     };
     let to = fields
@@ -290,15 +304,16 @@ fn decode_peer(data: Option<Value>) -> Result<ClientMessage, RequestError> {
 
 /// PROTOCOL.md: "a `data` string, however quoted, is decoded when it parses
 /// as a JSON object or array, and kept as a string otherwise."
-fn decode_data(data: Option<Value>) -> Value {
-    match data {
+fn decode_data(data: Option<Value>) -> StackSafeValue {
+    let data = match data {
         None => Value::Null,
         Some(Value::String(text)) => match laxjson::parse_strict(&text) {
             Ok(decoded @ (Value::Object(_) | Value::Array(_))) => decoded,
             _ => Value::String(text),
         },
         Some(other) => other,
-    }
+    };
+    StackSafeValue::new(data)
 }
 
 /// `{"code":C,"extend":{"code":X,"mess":M}}` with `mess` already serialized.
@@ -377,13 +392,16 @@ impl MessageTemplate {
         let id_json = |id: Option<&UserId>| {
             id.map_or_else(|| "null".to_owned(), |id| json_string(id.as_str()))
         };
-        let prefix = format!(
-            "{{\"code\":{},\"body\":{{\"type\":{kind},\"from\":{},\"to\":{},\
-             \"data\":{data},\"time\":{time_ms},\"seq\":",
+        let mut prefix = format!(
+            "{{\"code\":{},\"body\":{{\"type\":{kind},\"from\":{},\"to\":{},\"data\":",
             codes::SERVER_MESSAGE,
             id_json(from),
             id_json(to),
         );
+        // Without recursion: `data` may nest as deep as a client may send.
+        laxjson::write(data, &mut prefix);
+        // Writing to a `String` cannot fail.
+        let _ = write!(prefix, ",\"time\":{time_ms},\"seq\":");
         MessageTemplate { prefix }
     }
 
@@ -425,7 +443,10 @@ mod tests {
     }
 
     fn peer(to: &str, data: Value) -> ClientMessage {
-        ClientMessage::Peer { to: id(to), data }
+        ClientMessage::Peer {
+            to: id(to),
+            data: data.into(),
+        }
     }
 
     #[test]
@@ -498,7 +519,7 @@ mod tests {
         assert_eq!(
             decode(r#"{"code":10003,"data":{"text":"hello"}}"#),
             Ok(ClientMessage::Broadcast {
-                data: json!({"text": "hello"})
+                data: json!({"text": "hello"}).into()
             })
         );
         assert_eq!(decode(r#"{"code":10015}"#), Ok(ClientMessage::Ping));
@@ -537,6 +558,68 @@ mod tests {
         );
         assert_eq!(decode("[1]"), Err(RequestError::NotObject));
         assert_eq!(decode("{'code':'10016'}"), Err(RequestError::NoCode));
+    }
+
+    #[test]
+    fn too_deep_is_a_bad_request_that_says_why() {
+        let limit = laxjson::MAX_DEPTH;
+        let deepest = format!(
+            "{{\"code\":10003,\"data\":{}1{}}}",
+            "[".repeat(limit - 1),
+            "]".repeat(limit - 1)
+        );
+        assert!(matches!(
+            decode(&deepest),
+            Ok(ClientMessage::Broadcast { .. })
+        ));
+        let over = format!(
+            "{{\"code\":10003,\"data\":{}1{}}}",
+            "[".repeat(limit),
+            "]".repeat(limit)
+        );
+        let refusal = decode(&over).expect_err("one level too deep");
+        assert_eq!(refusal.error_code(), codes::ERROR_BAD_REQUEST);
+        assert_eq!(
+            refusal.message(),
+            // 21 bytes of envelope, then the 64th bracket opens level 65.
+            format!("refused: more than {limit} nested arrays or objects at byte 84")
+        );
+        // Too deep anywhere, even in a field nobody reads.
+        let junk = format!("{{\"code\":10015,\"junk\":{}", "{\"a\":".repeat(100_000));
+        assert_eq!(decode(&junk).map_err(|r| r.error_code()), Err(40000));
+        // A data string is a text of its own: 64 levels in it are decoded,
+        // 65 stay a string.
+        let text_at = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+        let decoded = decode(&json!({"code": 10003, "data": text_at(limit)}).to_string());
+        assert!(matches!(decoded, Ok(ClientMessage::Broadcast { data }) if data.is_array()));
+        assert_eq!(
+            decode(&json!({"code": 10003, "data": text_at(limit + 1)}).to_string()),
+            Ok(ClientMessage::Broadcast {
+                data: json!(text_at(limit + 1)).into()
+            })
+        );
+    }
+
+    #[test]
+    fn the_deepest_message_is_decoded_and_written_on_a_small_stack() {
+        // A debug build's serde_json needed about 60 KiB to drop these, and
+        // 50 to 80 KiB to write them; 24 KiB asked gives a 28 KiB stack.
+        let handler = std::thread::Builder::new().stack_size(24 * 1024);
+        let handler = handler.spawn(|| {
+            let x = format!(
+                "{}1{}",
+                "{'k':".repeat(laxjson::MAX_DEPTH - 2),
+                "}".repeat(laxjson::MAX_DEPTH - 2)
+            );
+            let text = format!("{{'code':10002,'data':{{'to':'bob','x':{x}}}}}");
+            let Ok(ClientMessage::Peer { to, data }) = decode(&text) else {
+                return Err("the deepest PEER decodes".to_owned());
+            };
+            let template = MessageTemplate::new(codes::MESSAGE_PEER, None, Some(&to), &data, 1);
+            Ok(template.render(1).len())
+        });
+        let rendered = handler.expect("spawn").join().expect("no panic");
+        assert!(rendered.is_ok_and(|length| length > 5 * laxjson::MAX_DEPTH));
     }
 
     #[test]
@@ -709,7 +792,7 @@ mod tests {
         for (text, data) in cases {
             assert_eq!(
                 decode(text),
-                Ok(ClientMessage::Broadcast { data }),
+                Ok(ClientMessage::Broadcast { data: data.into() }),
                 "{text}"
             );
         }
