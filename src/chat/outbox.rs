@@ -128,6 +128,8 @@ struct Queue {
     /// The writer sleeps on the condition variable: only then is a wake-up
     /// (a futex system call) worth making.
     writer_waiting: bool,
+    /// The writer thread's body has returned.
+    writer_gone: bool,
 }
 
 /// A session's bounded outbound queue.
@@ -135,6 +137,8 @@ struct Queue {
 pub struct Outbox {
     queue: Mutex<Queue>,
     wake: Condvar,
+    /// Signalled when the writer's body returns.
+    writer_gone: Condvar,
     max_bytes: usize,
     presence_interval: Duration,
     heartbeat: Duration,
@@ -168,8 +172,10 @@ impl Outbox {
                 presence_last_value: None,
                 next_ping: None,
                 writer_waiting: false,
+                writer_gone: false,
             }),
             wake: Condvar::new(),
+            writer_gone: Condvar::new(),
             max_bytes,
             presence_interval,
             heartbeat,
@@ -412,6 +418,32 @@ impl Outbox {
         self.unlock_and_wake(queue);
     }
 
+    /// After [`Self::finish`]: wait until the writer has sent what was
+    /// queued and returned, at most until `deadline`; returns whether it
+    /// did. A dropped session's writer keeps its own, later deadline
+    /// ([`SLOW_CONSUMER_GRACE`] and one write step), which this waits for.
+    /// The caller ends a writer still blocked on a peer that does not read
+    /// by shutting the socket down.
+    pub fn wait_for_writer(&self, deadline: Instant) -> bool {
+        let mut queue = self.lock();
+        let deadline = match queue.phase {
+            Phase::Dropped(since) => deadline.max(since + SLOW_CONSUMER_GRACE + WRITE_STEP),
+            _ => deadline,
+        };
+        while !queue.writer_gone {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            queue = self
+                .writer_gone
+                .wait_timeout(queue, left)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+        }
+        true
+    }
+
     /// Wait for the next thing to write: a queued item, a due online count or
     /// heartbeat PING; [`Next::Stop`] once the reader is done and the queue
     /// is flushed; [`Next::ForceClose`] when a dropped session's grace ends.
@@ -499,7 +531,13 @@ impl Outbox {
     /// The writer thread's body: drain the queue into `stream` until the
     /// reader finishes, the socket fails, or a dropped session's grace ends.
     /// The reader shares the same socket (one descriptor, not a `dup()`).
-    pub fn run_writer(&self, mut stream: &TcpStream, trace: Option<&str>, metrics: &Metrics) {
+    pub fn run_writer(&self, stream: &TcpStream, trace: Option<&str>, metrics: &Metrics) {
+        self.write_until_done(stream, trace, metrics);
+        self.lock().writer_gone = true;
+        self.writer_gone.notify_all();
+    }
+
+    fn write_until_done(&self, mut stream: &TcpStream, trace: Option<&str>, metrics: &Metrics) {
         let _ = stream.set_write_timeout(Some(WRITE_STEP));
         loop {
             let item = match self.next_item() {

@@ -28,7 +28,7 @@ use crate::protocol::{CloseCode, Config, Connection, Event, Message, State};
 
 use super::live::GoingAway;
 use super::metrics::Metrics;
-use super::transport::{self, ReadOutcome, CLOSE_TIMEOUT};
+use super::transport::{self, ReadOutcome, CLOSE_TIMEOUT, FAILED_LINGER};
 use super::Shared;
 
 /// Messages at least this long are echoed from where they are, by a
@@ -149,6 +149,8 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Shared) {
         .register(Arc::clone(&writer) as Arc<dyn GoingAway>, metrics);
     let _ = stream.set_read_timeout(Some(shared.config.idle_timeout));
     let mut close_deadline = None;
+    // Set once the protocol core has failed the connection.
+    let mut failed_deadline = None;
     loop {
         let mut batch_full = false;
         loop {
@@ -185,11 +187,17 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Shared) {
                 break;
             }
         }
+        if conn.state() == State::Failed && failed_deadline.is_none() {
+            // The last bytes get what is left of FAILED_LINGER to go out: a
+            // peer that does not read cannot hold the thread with them.
+            failed_deadline = Some(Instant::now() + FAILED_LINGER);
+            let _ = stream.set_write_timeout(Some(FAILED_LINGER));
+        }
         if writer.flush(&mut conn, trace.as_deref(), metrics).is_err() {
             return;
         }
         match conn.state() {
-            State::Closed => break,
+            State::Closed | State::Failed => break,
             State::CloseSent if close_deadline.is_none() => {
                 close_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
                 let _ = stream.set_read_timeout(Some(CLOSE_TIMEOUT));
@@ -220,5 +228,8 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Shared) {
             ReadOutcome::TimedOut | ReadOutcome::Eof | ReadOutcome::Failed(_) => return,
         }
     }
-    transport::linger_close(&stream);
+    match failed_deadline {
+        Some(deadline) => transport::linger_close_until(&stream, deadline),
+        None => transport::linger_close(&stream),
+    }
 }

@@ -7,7 +7,9 @@
 //! may lose our Close frame before reading it. So the server half-closes
 //! (`shutdown(Write)`, which sends FIN after the queued bytes), then reads
 //! and discards until the peer closes its side or a bounded time passes
-//! ("lingering close", as HTTP servers do it).
+//! ("lingering close", as HTTP servers do it): [`CLOSE_TIMEOUT`] after a
+//! closing handshake, [`FAILED_LINGER`] after the server failed the
+//! connection (RFC 6455 7.1.7), whose peer may well go on streaming.
 //!
 //! Every function takes `&TcpStream`: std implements `Read` and `Write` for
 //! a shared reference, so the threads of one connection (a reader, a writer,
@@ -29,6 +31,14 @@ use super::metrics::Metrics;
 /// How long the server waits for the peer's Close after sending its own,
 /// and for the peer's FIN after sending its last bytes.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a connection the server failed (RFC 6455 7.1.7: a protocol
+/// error, bad UTF-8, a message too big) may take, from the failure, to send
+/// its last bytes and see the peer's FIN before its socket is closed,
+/// whatever the peer still sends. Long enough for a healthy peer to take
+/// our Close and hang up, short enough that a hostile one cannot hold a
+/// thread by streaming the payload it was refused.
+pub const FAILED_LINGER: Duration = Duration::from_secs(1);
 
 /// Why reading stopped.
 #[derive(Debug)]
@@ -163,9 +173,13 @@ pub fn close(conn: &mut Connection, code: CloseCode, reason: &str, metrics: &Met
 
 /// Half-close, then drain until the peer's FIN or [`CLOSE_TIMEOUT`]. The
 /// stream is dropped (fully closed) by the caller afterwards.
-pub fn linger_close(mut stream: &TcpStream) {
+pub fn linger_close(stream: &TcpStream) {
+    linger_close_until(stream, Instant::now() + CLOSE_TIMEOUT);
+}
+
+/// Half-close, then drain until the peer's FIN or `deadline`.
+pub fn linger_close_until(mut stream: &TcpStream, deadline: Instant) {
     let _ = stream.shutdown(Shutdown::Write);
-    let deadline = Instant::now() + CLOSE_TIMEOUT;
     let mut sink = [0u8; 512];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
