@@ -200,22 +200,6 @@ impl Outbox {
             .map(|stream| &**stream)
     }
 
-    /// Write `parts` to `stream` without blocking; returns how many bytes
-    /// went out (0 when the socket buffer was full).
-    fn write_without_blocking(mut stream: &TcpStream, parts: &[&[u8]]) -> usize {
-        if stream.set_nonblocking(true).is_err() {
-            return 0;
-        }
-        let slices: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
-        let written = stream.write_vectored(&slices).unwrap_or(0);
-        if stream.set_nonblocking(false).is_err() {
-            // The reader and writer would spin on WouldBlock: end the
-            // connection instead (it wakes both).
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        written
-    }
-
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue
             .lock()
@@ -301,10 +285,9 @@ impl Outbox {
         if let Some(stream) = self.write_through_socket(&queue) {
             let (header, seq_and_tail) = message_frame_parts(template, seq);
             let parts = [&header[..], template.prefix(), &seq_and_tail];
-            let written = Self::write_without_blocking(stream, &parts);
+            let written = transport::write_without_blocking(stream, &parts, metrics);
             if written > 0 {
                 metrics.messages_out.fetch_add(1, Relaxed);
-                metrics.bytes_out.fetch_add(written as u64, Relaxed);
                 queue.next_seq += 1;
                 if written == parts.iter().map(|part| part.len()).sum::<usize>() {
                     return Enqueued::Yes;
@@ -388,7 +371,8 @@ impl Outbox {
     }
 
     /// Queue a Close 1001 (the server is shutting down) unless a Close is
-    /// already queued; nothing is accepted after it.
+    /// already queued; nothing is accepted after it. It never blocks: the
+    /// writer sends it after what is queued, if the client reads that.
     pub fn going_away(&self, metrics: &Metrics) {
         let mut close = Vec::new();
         write_frame(
@@ -397,7 +381,11 @@ impl Outbox {
             &close_payload(CloseCode::GOING_AWAY, "server shutting down"),
         );
         let mut queue = self.lock();
-        if self.push(&mut queue, Item::Frame(close), metrics) == Enqueued::Yes {
+        if queue.phase == Phase::Open {
+            // Not subject to --max-queue: these few bytes must not turn a
+            // full queue into a slow consumer's 1008 during a shutdown.
+            queue.bytes += close.len();
+            queue.items.push_back(Item::Frame(close));
             queue.phase = Phase::Closing;
             metrics.close_sent(CloseCode::GOING_AWAY.0);
         }
@@ -744,6 +732,24 @@ mod tests {
         };
         assert_eq!(&close[..4], &[0x88, 15, 0x03, 0xf0], "Close 1008");
         assert_eq!(&close[4..], b"slow consumer");
+    }
+
+    #[test]
+    fn the_shutdown_close_goes_in_past_the_limit_and_nothing_after_it() {
+        let outbox = Outbox::new(100, Duration::from_secs(1), Duration::from_secs(30));
+        let metrics = Metrics::default();
+        assert_eq!(outbox.send_text(&"x".repeat(90), &metrics), Enqueued::Yes);
+        outbox.going_away(&metrics);
+        assert!(!outbox.was_dropped(), "a shutdown is not a slow consumer");
+        assert_eq!(metrics.slow_consumers.load(Relaxed), 0);
+        assert_eq!(outbox.send_text("late", &metrics), Enqueued::Closed);
+        outbox.going_away(&metrics);
+        let queue = outbox.lock();
+        assert_eq!(queue.items.len(), 2, "one Close");
+        let Item::Frame(close) = &queue.items[1] else {
+            panic!("a Close frame");
+        };
+        assert_eq!(&close[..4], &[0x88, 22, 0x03, 0xe9], "Close 1001");
     }
 
     /// A connected pair on 127.0.0.1: (the server's end, the client's end).

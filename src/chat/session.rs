@@ -174,6 +174,7 @@ impl<'a> SessionEnd<'a> {
         shared.metrics.sessions.fetch_add(1, Relaxed);
         let live = shared.live.register(
             Arc::clone(session) as Arc<dyn crate::server::live::GoingAway>,
+            Arc::clone(stream),
             &shared.metrics,
         );
         Ok(SessionEnd {

@@ -156,6 +156,28 @@ pub fn write_all_counted(
     Ok(())
 }
 
+/// Write `parts` to `stream` without blocking, for a thread that must not
+/// wait on this peer (a sender writing through to a `/ws` session, the
+/// shutdown saying goodbye); returns how many bytes went out (0 when the
+/// socket buffer was full). The descriptor is switched to non-blocking mode
+/// for this one `writev` and back: the mode belongs to the descriptor the
+/// connection's own threads share, so a read that runs during that instant
+/// may end early with `WouldBlock`, which they take for a read timeout.
+pub fn write_without_blocking(mut stream: &TcpStream, parts: &[&[u8]], metrics: &Metrics) -> usize {
+    if stream.set_nonblocking(true).is_err() {
+        return 0;
+    }
+    let slices: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
+    let written = stream.write_vectored(&slices).unwrap_or(0);
+    if stream.set_nonblocking(false).is_err() {
+        // The connection's threads would spin on WouldBlock: end the
+        // connection instead (it wakes them).
+        let _ = stream.shutdown(Shutdown::Both);
+    }
+    metrics.bytes_out.fetch_add(written as u64, Relaxed);
+    written
+}
+
 /// Send whatever the connection has queued.
 pub fn flush(stream: &TcpStream, conn: &mut Connection, metrics: &Metrics) -> io::Result<()> {
     let result = write_counted(stream, conn.output(), metrics);
