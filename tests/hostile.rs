@@ -561,3 +561,188 @@ fn metrics_count_rejections_by_status_and_closes_by_code() {
         "{m:?}"
     );
 }
+
+/// The bytes of a client that has just broken a rule and goes on sending:
+/// `first`, then `more` over and over.
+struct KeepsSending {
+    first: Vec<u8>,
+    more: Vec<u8>,
+}
+
+impl KeepsSending {
+    /// A frame header declaring a 2^40-byte message, then payload for ever.
+    fn huge_frame(opcode: u8) -> Self {
+        let mut header = vec![0x80 | opcode, 0x80 | 127];
+        header.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        header.extend_from_slice(&[1, 2, 3, 4]);
+        KeepsSending {
+            first: header,
+            more: vec![0x61; 1000],
+        }
+    }
+
+    /// A 60,000-byte text frame whose payload stops being UTF-8 at byte
+    /// 1,500, then more (valid) text frames for ever.
+    fn bad_utf8() -> Self {
+        let mut payload = vec![b'a'; 60_000];
+        payload[1500] = 0xff;
+        KeepsSending {
+            first: client_frame(0x81, &payload),
+            more: client_frame(0x81, &[b'b'; 994]),
+        }
+    }
+
+    /// All of it, 1,000 bytes every 30 ms, for at most 12 s.
+    fn chunks(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        let endless = self.first.iter().chain(self.more.iter().cycle()).copied();
+        let mut endless = endless.peekable();
+        std::iter::from_fn(move || Some(endless.by_ref().take(1000).collect()))
+    }
+}
+
+/// What a client that keeps sending after breaking a rule saw: the close
+/// code, then how long after that Close the server's side ended (EOF or a
+/// reset) and how long until its own writes started failing (the server
+/// let the socket go), if they did.
+struct AfterFailure {
+    code: Option<u16>,
+    eof_after: Duration,
+    writes_failed_after: Option<Duration>,
+}
+
+/// Upgrade to `path`, then trickle `bytes` (1,000 bytes every 30 ms) from
+/// another thread while reading the server's frames up to its Close and
+/// then to the end of the stream.
+fn fail_and_keep_sending(server: &Server, path: &str, bytes: KeepsSending) -> AfterFailure {
+    let mut stream = upgrade_at(server.addr, path);
+    let writer = stream.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        let mut writer = writer;
+        let stop = Instant::now() + Duration::from_secs(12);
+        for chunk in bytes.chunks() {
+            if Instant::now() >= stop {
+                return None;
+            }
+            if writer.write_all(&chunk).is_err() {
+                return Some(Instant::now());
+            }
+            thread::sleep(Duration::from_millis(30));
+        }
+        None
+    });
+    let code = read_close_code(&mut stream);
+    let closed_at = Instant::now();
+    let mut rest = Vec::new();
+    match stream.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("{path}: the server did not close TCP: {e}"),
+    }
+    let eof_after = closed_at.elapsed();
+    assert!(rest.is_empty(), "{path}: bytes after the Close: {rest:?}");
+    let writes_failed_after = sender
+        .join()
+        .unwrap()
+        .map(|failed| failed.saturating_duration_since(closed_at));
+    AfterFailure {
+        code,
+        eof_after,
+        writes_failed_after,
+    }
+}
+
+/// RFC 6455 7.1.7: after failing the connection the server "MUST NOT
+/// continue to attempt to process data (including a responding Close
+/// frame)": it closes TCP at once, however much the client still sends.
+fn assert_let_go(what: &str, seen: &AfterFailure, code: u16) {
+    eprintln!(
+        "{what}: Close {:?}; EOF {:?} later; the client's writes failed {:?} later",
+        seen.code, seen.eof_after, seen.writes_failed_after
+    );
+    assert_eq!(seen.code, Some(code), "{what}");
+    assert!(
+        seen.eof_after < Duration::from_millis(1500),
+        "{what}: TCP stayed open {:?} after the Close",
+        seen.eof_after
+    );
+    let failed = seen
+        .writes_failed_after
+        .unwrap_or_else(|| panic!("{what}: the server kept taking bytes for 12 s"));
+    assert!(
+        failed < Duration::from_secs(3),
+        "{what}: the server kept the socket {failed:?} after its Close"
+    );
+}
+
+#[test]
+fn a_frame_declaring_2_to_the_40_bytes_is_refused_and_the_connection_let_go() {
+    let server = Server::start(&[]);
+    let mut observer = Observer::new(&server);
+    let echo = fail_and_keep_sending(&server, "/echo", KeepsSending::huge_frame(0x2));
+    assert_let_go("/echo, 2^40-byte frame", &echo, 1009);
+    let chat = fail_and_keep_sending(&server, "/ws", KeepsSending::huge_frame(0x1));
+    assert_let_go("/ws, 2^40-byte frame", &chat, 1009);
+    assert!(observer.settles_at(0, 0), "a thread or slot was kept");
+}
+
+#[test]
+fn bad_utf8_trickling_in_is_refused_and_the_connection_let_go() {
+    let server = Server::start(&[]);
+    let mut observer = Observer::new(&server);
+    let echo = fail_and_keep_sending(&server, "/echo", KeepsSending::bad_utf8());
+    assert_let_go("/echo, bad UTF-8 at byte 1,500", &echo, 1007);
+    let chat = fail_and_keep_sending(&server, "/ws", KeepsSending::bad_utf8());
+    assert_let_go("/ws, bad UTF-8 at byte 1,500", &chat, 1007);
+    assert!(observer.settles_at(0, 0), "a thread or slot was kept");
+}
+
+/// A binary message on `/ws` is the application refusing a well-formed
+/// message (RFC 6455 7.4.1, 1003), not a broken connection: the server
+/// starts an ordinary closing handshake and waits for the client's Close.
+#[test]
+fn close_1003_waits_for_the_clients_close() {
+    let server = Server::start(&[]);
+    let mut stream = common::raw_upgrade(&server, "/ws");
+    stream.write_all(&client_frame(0x82, b"\x00\x01")).unwrap();
+    assert_eq!(read_close_code(&mut stream), Some(1003));
+    stream
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+        other => panic!("the server did not wait for the client's Close: {other:?}"),
+    }
+    stream
+        .write_all(&client_frame(0x88, &1003u16.to_be_bytes()))
+        .unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut rest = Vec::new();
+    match stream.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "{rest:?}"),
+        Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}"),
+    }
+}
+
+/// A `/ws` client that sends its Close and never reads again does not keep
+/// the session's threads: what is still queued for it gets the closing
+/// handshake's 5 s to go out, then the socket is shut down.
+#[test]
+fn a_chat_client_that_closes_without_reading_is_let_go() {
+    // A queue large enough that it is not dropped as a slow consumer.
+    let server = Server::start(&["--max-queue", "67108864"]);
+    let mut observer = Observer::new(&server);
+    let mut stream = upgrade_at(server.addr, "/ws");
+    raw_auth(&mut stream, "deaf");
+    // 8 MB to itself: twice what loopback socket buffers hold unread.
+    let peer = json!({"code": 10002, "data": {"to": "deaf", "text": "x".repeat(60_000)}});
+    let peer = peer.to_string();
+    let peer = client_frame(0x81, peer.as_bytes());
+    for _ in 0..140 {
+        stream.write_all(&peer).unwrap();
+    }
+    stream
+        .write_all(&client_frame(0x88, &1000u16.to_be_bytes()))
+        .unwrap();
+    assert!(observer.settles_at(0, 0), "the session's threads were kept");
+}

@@ -26,7 +26,10 @@
 //!   data frames exactly the ones the application sent; at most one Close,
 //!   last, valid, with the first error's code when the server failed the
 //!   connection, preceded by the application's last words if it had any;
-//! - nothing follows the peer's Close, after which the state is Closed.
+//! - nothing follows the peer's Close, after which the state is Closed;
+//! - nothing follows an error (RFC 6455 7.1.7: no more data is processed
+//!   once the connection is failed): the state is then Failed and no input
+//!   is left buffered.
 
 #![no_main]
 
@@ -325,6 +328,9 @@ fn check_run(config: Config, app: App, run: &Run) {
                 assert_eq!(run.state, State::Closed);
             }
             Err(error) => {
+                assert_eq!(i + 1, run.events.len(), "events after failing");
+                assert_eq!(run.state, State::Failed);
+                assert_eq!(run.buffered, 0, "input kept after failing");
                 first_error.get_or_insert(*error);
             }
         }

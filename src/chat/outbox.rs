@@ -128,6 +128,8 @@ struct Queue {
     /// The writer sleeps on the condition variable: only then is a wake-up
     /// (a futex system call) worth making.
     writer_waiting: bool,
+    /// The writer thread's body has returned.
+    writer_gone: bool,
 }
 
 /// A session's bounded outbound queue.
@@ -135,6 +137,8 @@ struct Queue {
 pub struct Outbox {
     queue: Mutex<Queue>,
     wake: Condvar,
+    /// Signalled when the writer's body returns.
+    writer_gone: Condvar,
     max_bytes: usize,
     presence_interval: Duration,
     heartbeat: Duration,
@@ -168,8 +172,10 @@ impl Outbox {
                 presence_last_value: None,
                 next_ping: None,
                 writer_waiting: false,
+                writer_gone: false,
             }),
             wake: Condvar::new(),
+            writer_gone: Condvar::new(),
             max_bytes,
             presence_interval,
             heartbeat,
@@ -192,22 +198,6 @@ impl Outbox {
             .get()
             .filter(|_| ready)
             .map(|stream| &**stream)
-    }
-
-    /// Write `parts` to `stream` without blocking; returns how many bytes
-    /// went out (0 when the socket buffer was full).
-    fn write_without_blocking(mut stream: &TcpStream, parts: &[&[u8]]) -> usize {
-        if stream.set_nonblocking(true).is_err() {
-            return 0;
-        }
-        let slices: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
-        let written = stream.write_vectored(&slices).unwrap_or(0);
-        if stream.set_nonblocking(false).is_err() {
-            // The reader and writer would spin on WouldBlock: end the
-            // connection instead (it wakes both).
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        written
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
@@ -295,10 +285,9 @@ impl Outbox {
         if let Some(stream) = self.write_through_socket(&queue) {
             let (header, seq_and_tail) = message_frame_parts(template, seq);
             let parts = [&header[..], template.prefix(), &seq_and_tail];
-            let written = Self::write_without_blocking(stream, &parts);
+            let written = transport::write_without_blocking(stream, &parts, metrics);
             if written > 0 {
                 metrics.messages_out.fetch_add(1, Relaxed);
-                metrics.bytes_out.fetch_add(written as u64, Relaxed);
                 queue.next_seq += 1;
                 if written == parts.iter().map(|part| part.len()).sum::<usize>() {
                     return Enqueued::Yes;
@@ -382,7 +371,8 @@ impl Outbox {
     }
 
     /// Queue a Close 1001 (the server is shutting down) unless a Close is
-    /// already queued; nothing is accepted after it.
+    /// already queued; nothing is accepted after it. It never blocks: the
+    /// writer sends it after what is queued, if the client reads that.
     pub fn going_away(&self, metrics: &Metrics) {
         let mut close = Vec::new();
         write_frame(
@@ -391,7 +381,11 @@ impl Outbox {
             &close_payload(CloseCode::GOING_AWAY, "server shutting down"),
         );
         let mut queue = self.lock();
-        if self.push(&mut queue, Item::Frame(close), metrics) == Enqueued::Yes {
+        if queue.phase == Phase::Open {
+            // Not subject to --max-queue: these few bytes must not turn a
+            // full queue into a slow consumer's 1008 during a shutdown.
+            queue.bytes += close.len();
+            queue.items.push_back(Item::Frame(close));
             queue.phase = Phase::Closing;
             metrics.close_sent(CloseCode::GOING_AWAY.0);
         }
@@ -423,6 +417,32 @@ impl Outbox {
             queue.phase = Phase::Finished;
         }
         self.unlock_and_wake(queue);
+    }
+
+    /// After [`Self::finish`]: wait until the writer has sent what was
+    /// queued and returned, at most until `deadline`; returns whether it
+    /// did. A dropped session's writer keeps its own, later deadline
+    /// ([`SLOW_CONSUMER_GRACE`] and one write step), which this waits for.
+    /// The caller ends a writer still blocked on a peer that does not read
+    /// by shutting the socket down.
+    pub fn wait_for_writer(&self, deadline: Instant) -> bool {
+        let mut queue = self.lock();
+        let deadline = match queue.phase {
+            Phase::Dropped(since) => deadline.max(since + SLOW_CONSUMER_GRACE + WRITE_STEP),
+            _ => deadline,
+        };
+        while !queue.writer_gone {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            queue = self
+                .writer_gone
+                .wait_timeout(queue, left)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+        }
+        true
     }
 
     /// Wait for the next thing to write: a queued item, a due online count or
@@ -512,7 +532,13 @@ impl Outbox {
     /// The writer thread's body: drain the queue into `stream` until the
     /// reader finishes, the socket fails, or a dropped session's grace ends.
     /// The reader shares the same socket (one descriptor, not a `dup()`).
-    pub fn run_writer(&self, mut stream: &TcpStream, trace: Option<&str>, metrics: &Metrics) {
+    pub fn run_writer(&self, stream: &TcpStream, trace: Option<&str>, metrics: &Metrics) {
+        self.write_until_done(stream, trace, metrics);
+        self.lock().writer_gone = true;
+        self.writer_gone.notify_all();
+    }
+
+    fn write_until_done(&self, mut stream: &TcpStream, trace: Option<&str>, metrics: &Metrics) {
         let _ = stream.set_write_timeout(Some(WRITE_STEP));
         loop {
             let item = match self.next_item() {
@@ -719,6 +745,24 @@ mod tests {
         };
         assert_eq!(&close[..4], &[0x88, 15, 0x03, 0xf0], "Close 1008");
         assert_eq!(&close[4..], b"slow consumer");
+    }
+
+    #[test]
+    fn the_shutdown_close_goes_in_past_the_limit_and_nothing_after_it() {
+        let outbox = Outbox::new(100, Duration::from_secs(1), Duration::from_secs(30));
+        let metrics = Metrics::default();
+        assert_eq!(outbox.send_text(&"x".repeat(90), &metrics), Enqueued::Yes);
+        outbox.going_away(&metrics);
+        assert!(!outbox.was_dropped(), "a shutdown is not a slow consumer");
+        assert_eq!(metrics.slow_consumers.load(Relaxed), 0);
+        assert_eq!(outbox.send_text("late", &metrics), Enqueued::Closed);
+        outbox.going_away(&metrics);
+        let queue = outbox.lock();
+        assert_eq!(queue.items.len(), 2, "one Close");
+        let Item::Frame(close) = &queue.items[1] else {
+            panic!("a Close frame");
+        };
+        assert_eq!(&close[..4], &[0x88, 22, 0x03, 0xe9], "Close 1001");
     }
 
     /// A connected pair on 127.0.0.1: (the server's end, the client's end).

@@ -7,9 +7,11 @@
 //! timeout: before AUTH it is the `--auth-timeout` deadline (close 4001);
 //! after, two heartbeat intervals plus 5 s since the last sign of life
 //! (close 4000); after a Close is sent, the RFC 6455 closing handshake's
-//! bounded wait.
+//! bounded wait. A connection the protocol core failed (RFC 6455 7.1.7) is
+//! not read any more: its last bytes and its lingering close share
+//! [`FAILED_LINGER`].
 
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 use std::thread;
@@ -20,7 +22,7 @@ use serde_json::Value;
 use crate::protocol::{CloseCode, Config, Connection, Event, Message, ProtocolError, State};
 use crate::server::live::LiveEntry;
 use crate::server::metrics::Metrics;
-use crate::server::transport::{self, ReadOutcome, CLOSE_TIMEOUT};
+use crate::server::transport::{self, ReadOutcome, CLOSE_TIMEOUT, FAILED_LINGER};
 use crate::server::{Shared, ThreadCount};
 
 use super::message::{self, codes, ClientMessage, MessageTemplate, UserId};
@@ -85,7 +87,7 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Arc<Shared>) {
     });
     // The writer shares the reader's socket: one descriptor per session.
     let stream = Arc::new(stream);
-    let _end = match SessionEnd::begin(shared, &session, &stream) {
+    let mut end = match SessionEnd::begin(shared, &session, &stream) {
         Ok(end) => end,
         Err(e) => {
             // No writer (the thread limits of docs/operations.md): say so
@@ -120,6 +122,9 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Arc<Shared>) {
     }
     reader.conn.receive(leftover);
     reader.read_loop(&stream);
+    if reader.conn.state() == State::Failed {
+        end.failed_at = Some(Instant::now());
+    }
 }
 
 /// The end of a session, however it ends: as a drop guard it also runs
@@ -131,6 +136,8 @@ struct SessionEnd<'a> {
     session: &'a Session,
     stream: &'a TcpStream,
     writer: Option<thread::JoinHandle<()>>,
+    /// When the protocol core failed the connection, if it did.
+    failed_at: Option<Instant>,
     /// Dropped last, after the fields above: the shutdown waits for it.
     _live: LiveEntry<'a>,
 }
@@ -167,6 +174,7 @@ impl<'a> SessionEnd<'a> {
         shared.metrics.sessions.fetch_add(1, Relaxed);
         let live = shared.live.register(
             Arc::clone(session) as Arc<dyn crate::server::live::GoingAway>,
+            Arc::clone(stream),
             &shared.metrics,
         );
         Ok(SessionEnd {
@@ -174,6 +182,7 @@ impl<'a> SessionEnd<'a> {
             session,
             stream,
             writer: Some(writer),
+            failed_at: None,
             _live: live,
         })
     }
@@ -184,12 +193,24 @@ impl Drop for SessionEnd<'_> {
         let metrics = &self.shared.metrics;
         self.shared.chat.leave(self.session, metrics);
         self.session.outbox.finish();
+        let deadline = match self.failed_at {
+            Some(failed_at) => failed_at + FAILED_LINGER,
+            None => Instant::now() + CLOSE_TIMEOUT,
+        };
+        if !self.session.outbox.wait_for_writer(deadline) {
+            // What is left is for a peer that does not read: shutting the
+            // socket down ends the write that waits for it.
+            let _ = self.stream.shutdown(Shutdown::Both);
+        }
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
         metrics.sessions.fetch_sub(1, Relaxed);
         if !self.session.outbox.was_dropped() {
-            transport::linger_close(self.stream);
+            match self.failed_at {
+                Some(_) => transport::linger_close_until(self.stream, deadline),
+                None => transport::linger_close(self.stream),
+            }
         }
     }
 }
@@ -203,7 +224,7 @@ impl Reader<'_> {
         let mut close_deadline: Option<Instant> = None;
         loop {
             self.handle_events();
-            if self.flush().is_err() || self.conn.state() == State::Closed {
+            if self.flush().is_err() || matches!(self.conn.state(), State::Closed | State::Failed) {
                 return;
             }
             if self.conn.state() != State::Open {
@@ -275,6 +296,12 @@ impl Reader<'_> {
                 }
                 Ok(Some(Event::Message(Message::Binary(_)))) => {
                     // PROTOCOL.md: "A binary message on /ws is closed with 1003."
+                    // An ordinary closing handshake (RFC 6455 7.1.2), not a
+                    // failure (7.1.7): the message was well-formed and the
+                    // application declines its type (7.4.1: 1003 "an
+                    // endpoint that understands only text data MAY send this
+                    // if it receives a binary message"), so the client's
+                    // Close is awaited as after any Close.
                     self.conn.trace_note(|| "closing with 1003".to_owned());
                     self.close(
                         CloseCode::UNSUPPORTED_DATA,

@@ -15,7 +15,9 @@
 //! 2. call [`Connection::next_event`] until it returns `Ok(None)`;
 //! 3. write out [`Connection::output`] and call [`Connection::clear_output`];
 //! 4. when [`Connection::state`] is [`State::Closed`], close the TCP
-//!    connection (RFC 6455 7.1.1: the server closes TCP first).
+//!    connection (RFC 6455 7.1.1: the server closes TCP first); when it is
+//!    [`State::Failed`], close it too, without waiting for anything the peer
+//!    still sends (RFC 6455 7.1.7).
 //!
 //! Payload bytes are processed as they arrive rather than when a frame is
 //! complete: they are unmasked, checked for UTF-8 and appended to the
@@ -61,12 +63,19 @@ impl Default for Config {
 pub enum State {
     /// Messages flow both ways.
     Open,
-    /// The server has sent its Close frame and waits for the peer's; data
-    /// that still arrives is discarded.
+    /// The server has started the closing handshake (RFC 6455 7.1.2) with
+    /// nothing wrong on the wire, and waits for the peer's Close; data that
+    /// still arrives is discarded.
     CloseSent,
-    /// Both Close frames have been exchanged (or the input cannot be parsed
-    /// any more): once the output is flushed, close the TCP connection.
+    /// Both Close frames have been exchanged: once the output is flushed,
+    /// close the TCP connection.
     Closed,
+    /// The peer broke a rule and the connection was failed (RFC 6455 7.1.7,
+    /// _Fail the WebSocket Connection_): a Close with the code the error
+    /// earns is queued (unless a Close had gone out already) and no more
+    /// input is read, not even the peer's Close. Once the output is
+    /// flushed, close the TCP connection without waiting for the peer.
+    Failed,
 }
 
 /// A complete data message.
@@ -111,7 +120,8 @@ pub enum Event {
 }
 
 /// A rule of RFC 6455 the peer broke. The connection has queued a Close
-/// frame with [`ProtocolError::close_code`] and entered [`State::CloseSent`].
+/// frame with [`ProtocolError::close_code`] (unless it had sent one already)
+/// and entered [`State::Failed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProtocolError {
     /// The frame header itself is malformed.
@@ -199,9 +209,6 @@ struct FrameInProgress {
     header: FrameHeader,
     /// Payload bytes of this frame already processed.
     received: u64,
-    /// The frame was refused: its payload is skipped unread, so that the
-    /// next frame header (perhaps the peer's Close) is found where it is.
-    discard: bool,
 }
 
 impl FrameInProgress {
@@ -215,9 +222,6 @@ impl FrameInProgress {
 pub struct Connection {
     config: Config,
     state: State,
-    /// The Close we sent was because the peer broke a rule: from then on its
-    /// data is skipped unchecked while we wait for its Close.
-    failed: bool,
     /// Received bytes; `input[start..end]` is not processed yet.
     input: Vec<u8>,
     start: usize,
@@ -245,7 +249,6 @@ impl Connection {
         Connection {
             config,
             state: State::Open,
-            failed: false,
             input: Vec::new(),
             start: 0,
             end: 0,
@@ -328,8 +331,8 @@ impl Connection {
     /// payload, up to its length.)
     pub fn direct_payload_room(&self) -> Option<usize> {
         let frame = self.frame.as_ref()?;
-        let open = self.state == State::Open && !self.failed;
-        let data = !frame.discard && !frame.header.opcode.is_control();
+        let open = self.state == State::Open;
+        let data = !frame.header.opcode.is_control();
         if !open || !data || self.start != self.end || self.message_kind.is_none() {
             return None;
         }
@@ -531,10 +534,20 @@ impl Connection {
     }
 
     /// _Fail the WebSocket Connection_ (RFC 6455 7.1.7): send a Close frame
-    /// with the code the error earns and stop trusting the peer's data.
+    /// with the code the error earns, if no Close went out yet ("the
+    /// endpoint SHOULD send a Close frame with an appropriate status code"),
+    /// and stop reading.
     fn fail(&mut self, error: ProtocolError) -> ProtocolError {
         self.close(error.close_code(), &error.to_string());
-        self.failed = true;
+        // RFC 6455 7.1.7: "An endpoint MUST NOT continue to attempt to
+        // process data (including a responding Close frame) from the remote
+        // endpoint after being instructed to _Fail the WebSocket
+        // Connection_." So the rest of the input is dropped unparsed, and
+        // the I/O layer closes TCP once the output is out, instead of
+        // skipping whatever the peer still streams in search of its Close.
+        self.state = State::Failed;
+        self.start = self.end;
+        self.frame = None;
         self.drop_partial_message();
         error
     }
@@ -545,12 +558,6 @@ impl Connection {
             let handled = handled.as_ref().map(Option::as_ref);
             tracer.frame_done(&trace::outcome(before, handled, self.message.len()));
         }
-    }
-
-    /// The input is beyond parsing: stop reading; the TCP connection closes.
-    fn give_up(&mut self) {
-        self.state = State::Closed;
-        self.start = self.end;
     }
 
     fn compact_input(&mut self) {
@@ -565,29 +572,22 @@ impl Connection {
     }
 
     /// Turn buffered input into the next event. `Ok(None)`: more input is
-    /// needed (or the connection is closed). After an `Err`, keep calling: the
-    /// connection looks for the peer's Close while the output flushes ours.
+    /// needed (or the connection is closed or failed: nothing more is read).
+    /// After an `Err` the state is [`State::Failed`]: send the output, then
+    /// close TCP.
     pub fn next_event(&mut self) -> Result<Option<Event>, ProtocolError> {
         loop {
-            if self.state == State::Closed {
+            if matches!(self.state, State::Closed | State::Failed) {
                 self.start = self.end;
                 return Ok(None);
             }
-            let Some(mut frame) = self.frame else {
+            let Some(frame) = self.frame else {
                 if !self.start_frame()? {
                     return Ok(None);
                 }
                 continue;
             };
-            if frame.discard {
-                let skip = frame.remaining().min((self.end - self.start) as u64);
-                self.start += skip as usize;
-                frame.received += skip;
-                self.frame = (frame.remaining() > 0).then_some(frame);
-                if self.frame.is_some() {
-                    return Ok(None);
-                }
-            } else if frame.header.opcode.is_control() {
+            if frame.header.opcode.is_control() {
                 // Control payloads are at most 125 bytes: wait for all of it.
                 let len = frame.header.payload_len as usize;
                 if self.end - self.start < len {
@@ -641,37 +641,21 @@ impl Connection {
         if let Some(tracer) = self.trace.as_deref_mut() {
             tracer.frame_started(header);
         }
-        let refused = self.check_header(&header).err();
+        if let Err(error) = self.check_header(&header) {
+            return Err(self.reject(error));
+        }
         self.frame = Some(FrameInProgress {
             header,
             received: 0,
-            discard: refused.is_some(),
         });
-        match refused {
-            Some(error) => {
-                let error = self.reject(error);
-                if header.opcode == OpCode::Close {
-                    // A Close we refuse (too long, fragmented) is still the
-                    // peer's Close: none will follow, so once ours is out
-                    // the TCP connection can close (Autobahn 7.3.6).
-                    self.state = State::Closed;
-                }
-                Err(error)
-            }
-            None => Ok(true),
-        }
+        Ok(true)
     }
 
-    /// A frame we cannot accept: fail the connection, or, if it already
-    /// failed, stop parsing altogether.
+    /// A frame we cannot accept: fail the connection (after our own Close,
+    /// when a Close was already sent, just stop reading).
     fn reject(&mut self, error: ProtocolError) -> ProtocolError {
         self.trace_frame_end(self.state, &Err(error));
-        if self.state == State::Open {
-            self.fail(error)
-        } else {
-            self.give_up();
-            error
-        }
+        self.fail(error)
     }
 
     fn check_header(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
@@ -704,7 +688,7 @@ impl Connection {
             }
             return Ok(());
         }
-        if self.failed || self.state != State::Open {
+        if self.state != State::Open {
             // Data after our Close is skipped, not judged.
             return Ok(());
         }
@@ -825,13 +809,7 @@ impl Connection {
     fn close_frame(&mut self, payload: &[u8]) -> Result<Event, ProtocolError> {
         let parsed = parse_close_payload(payload);
         if self.state == State::Open {
-            let frame = parsed.map_err(|e| {
-                let error = self.fail(ProtocolError::BadClose(e));
-                // The peer has sent its Close, bad as it was: none will
-                // follow, so the handshake is over once ours is out.
-                self.state = State::Closed;
-                error
-            })?;
+            let frame = parsed.map_err(|e| self.fail(ProtocolError::BadClose(e)))?;
             // RFC 6455 5.5.1: "If an endpoint receives a Close frame and did
             // not previously send a Close frame, the endpoint MUST send a
             // Close frame in response. (When sending a Close frame in
@@ -981,11 +959,7 @@ mod tests {
         let err = events(&mut c).expect_err("the connection should fail");
         assert_eq!(err.close_code().0, code, "{err}");
         assert_eq!(close_code_sent(&c), code);
-        let expected_state = match err {
-            ProtocolError::BadClose(_) => State::Closed,
-            _ => State::CloseSent,
-        };
-        assert_eq!(c.state(), expected_state, "{err}");
+        assert_eq!(c.state(), State::Failed, "{err}");
         err
     }
 
@@ -1169,47 +1143,55 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_close_still_ends_the_handshake() {
+    fn a_refused_close_fails_the_connection_too() {
         let too_long = frame(true, 8, &[b'x'; 126]);
         assert_eq!(
-            fails_with_state(&too_long, 1002, State::Closed),
+            fails_with_state(&too_long, 1002, State::Failed),
             ProtocolError::ControlFrameTooLong(126)
         );
         assert_eq!(
-            fails_with_state(&frame(false, 8, b"\x03\xe8"), 1002, State::Closed),
+            fails_with_state(&frame(false, 8, b"\x03\xe8"), 1002, State::Failed),
             ProtocolError::FragmentedControlFrame
         );
     }
 
+    /// RFC 6455 7.1.7: nothing is processed after the connection failed,
+    /// not even the peer's Close: it is neither answered nor reported.
     #[test]
-    fn a_refused_frame_is_skipped_whole() {
-        // An unmasked frame whose payload looks like a frame header: after
-        // failing, the connection must skip the payload, not parse it.
-        let mut stream = vec![0x82, 0x04, 0x82, 0xFF, 0x80, 0x00];
+    fn after_failure_nothing_more_is_read() {
+        let mut stream = frame(true, 1, b"\xff");
+        stream.extend(frame(true, 1, b"valid"));
+        stream.extend(frame(true, 9, b"ping"));
         stream.extend(frame(true, 8, b"\x03\xe8"));
-        let mut c = conn();
-        c.receive(&stream);
-        assert_eq!(c.next_event(), Err(ProtocolError::Unmasked));
-        assert!(matches!(
-            events(&mut c).unwrap().as_slice(),
-            [Event::Close(Some(_))]
-        ));
-        assert_eq!(c.state(), State::Closed);
+        for split in [stream.len(), 7] {
+            let mut c = conn();
+            c.receive(&stream[..split]);
+            assert_eq!(c.next_event(), Err(ProtocolError::InvalidUtf8));
+            c.receive(&stream[split..]);
+            assert_eq!(events(&mut c), Ok(vec![]));
+            assert_eq!(c.state(), State::Failed);
+            assert_eq!(c.buffered_input(), 0, "the rest is dropped unparsed");
+            assert_eq!(close_code_sent(&c), 1007);
+            assert_eq!(c.output()[0], 0x88, "only our Close: no pong, no answer");
+            assert_eq!(c.output().len(), 2 + c.output()[1] as usize);
+        }
     }
 
+    /// A frame that breaks a rule after our own Close (the peer has not
+    /// answered yet) ends the reading too; no second Close is sent.
     #[test]
-    fn after_failure_the_peer_close_is_still_found() {
-        let mut stream = frame(true, 1, b"\xff");
-        stream.extend(frame(true, 1, b"\xff more junk"));
-        stream.extend(frame(true, 8, b"\x03\xef"));
+    fn a_bad_frame_after_our_close_stops_reading() {
         let mut c = conn();
+        c.close(CloseCode::GOING_AWAY, "bye");
+        c.clear_output();
+        let mut stream = frame(true, 1, b"late, skipped unjudged: \xff");
+        stream.extend(frame(true, 3, b""));
+        stream.extend(frame(true, 8, b"\x03\xe9"));
         c.receive(&stream);
-        assert_eq!(c.next_event(), Err(ProtocolError::InvalidUtf8));
-        assert!(matches!(
-            events(&mut c).unwrap().last(),
-            Some(Event::Close(_))
-        ));
-        assert_eq!(c.state(), State::Closed);
+        assert_eq!(c.next_event(), Err(ProtocolError::ReservedOpcode(3)));
+        assert_eq!(events(&mut c), Ok(vec![]));
+        assert_eq!(c.state(), State::Failed);
+        assert!(c.output().is_empty());
     }
 
     #[test]

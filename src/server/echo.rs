@@ -11,15 +11,20 @@
 //! straight into the message ([`Connection::read_payload_with`]) and
 //! written back from there, behind its header, in one vectored write.
 //!
-//! Writes go through an [`EchoWriter`], a mutex around the socket's write
-//! side, because one other thread may write too: the shutdown, which sends
-//! Close 1001 to every connection ([`super::live`]). Both share the one
-//! socket descriptor through an `Arc` (see [`super::transport`]).
+//! Writes go through an [`EchoWriter`], because one other thread may write
+//! too: the shutdown, which sends Close 1001 to every connection
+//! ([`super::live`]). Both share the one socket descriptor through an `Arc`
+//! (see [`super::transport`]). The shutdown must never wait for this
+//! connection, whose thread may be blocked for seconds writing to a client
+//! that does not read: so the connection's thread writes outside any lock,
+//! marking the socket busy, and the shutdown either writes its Close at
+//! once without blocking (socket idle) or leaves it to the connection's
+//! thread, which sends it when its write ends (socket busy).
 
 use std::io;
 use std::net::TcpStream;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::protocol::close::close_payload;
@@ -28,7 +33,7 @@ use crate::protocol::{CloseCode, Config, Connection, Event, Message, State};
 
 use super::live::GoingAway;
 use super::metrics::Metrics;
-use super::transport::{self, ReadOutcome, CLOSE_TIMEOUT};
+use super::transport::{self, ReadOutcome, CLOSE_TIMEOUT, FAILED_LINGER};
 use super::Shared;
 
 /// Messages at least this long are echoed from where they are, by a
@@ -39,21 +44,88 @@ const UNCOPIED_ECHO: usize = 16 * 1024;
 /// The write half of an `/echo` connection, shared with the shutdown.
 #[derive(Debug)]
 pub struct EchoWriter {
+    stream: Arc<TcpStream>,
+    /// Held for a few instructions at a time, never across a blocking write.
     state: Mutex<WriterState>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct WriterState {
-    stream: Arc<TcpStream>,
-    /// A Close frame has gone out, from either thread.
+    /// The connection's thread is writing: the shutdown must not write now.
+    writing: bool,
+    /// The connection has queued or sent a Close of its own.
     close_sent: bool,
-    /// The shutdown sent it: the connection must learn of it.
-    going_away: bool,
+    farewell: Farewell,
+}
+
+/// Where the shutdown's Close 1001 stands.
+#[derive(Debug, Default)]
+enum Farewell {
+    /// No shutdown.
+    #[default]
+    None,
+    /// The shutdown found the connection's thread writing: that thread
+    /// queues the Close 1001 itself when its write ends.
+    Requested,
+    /// The shutdown wrote the Close 1001, or the part of it the socket
+    /// took: the rest (often nothing) must follow before anything else.
+    Sent { rest: Vec<u8> },
+    /// The connection has taken the farewell in.
+    Done,
 }
 
 impl EchoWriter {
-    /// Send the connection's output, unless the shutdown has already sent
-    /// a Close, in which case the connection is told and its data dropped.
+    fn lock(&self) -> MutexGuard<'_, WriterState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the shutdown has begun saying goodbye: a read may then have
+    /// ended early with `WouldBlock` while it wrote (see
+    /// [`transport::write_without_blocking`]), which is no read timeout.
+    fn saying_goodbye(&self) -> bool {
+        !matches!(self.lock().farewell, Farewell::None)
+    }
+
+    /// Before the connection's thread writes: mark the socket busy and take
+    /// in what the shutdown did meanwhile. Returns the rest of a Close 1001
+    /// the shutdown began, which must go out first and alone.
+    fn begin_write(&self, conn: &mut Connection, metrics: &Metrics) -> Vec<u8> {
+        let mut state = self.lock();
+        state.writing = true;
+        match std::mem::take(&mut state.farewell) {
+            Farewell::None => Vec::new(),
+            Farewell::Requested => {
+                state.farewell = Farewell::Done;
+                transport::close(conn, CloseCode::GOING_AWAY, SHUTTING_DOWN, metrics);
+                Vec::new()
+            }
+            Farewell::Sent { rest } => {
+                state.farewell = Farewell::Done;
+                // Our Close 1001 is out: nothing may follow it, not even the
+                // answer to a Close the peer sent meanwhile.
+                conn.close_sent_externally();
+                conn.clear_output();
+                rest
+            }
+            Farewell::Done => {
+                state.farewell = Farewell::Done;
+                Vec::new()
+            }
+        }
+    }
+
+    /// After the write: the socket is free again. Returns whether the
+    /// shutdown asked for a Close 1001 during the write.
+    fn end_write(&self, conn: &Connection) -> bool {
+        let mut state = self.lock();
+        state.writing = false;
+        if conn.state() != State::Open {
+            state.close_sent = true;
+        }
+        matches!(state.farewell, Farewell::Requested)
+    }
+
+    /// Send the connection's output, taking in the shutdown's Close 1001.
     fn flush(
         &self,
         conn: &mut Connection,
@@ -71,34 +143,39 @@ impl EchoWriter {
         &self,
         conn: &mut Connection,
         trace: Option<&str>,
-        echo: Option<&Message>,
+        mut echo: Option<&Message>,
         metrics: &Metrics,
     ) -> io::Result<bool> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.going_away {
-            // Our Close 1001 is out: nothing may follow it, not even the
-            // answer to a Close the peer sent meanwhile.
-            conn.close_sent_externally();
-            conn.clear_output();
+        let mut echoed = false;
+        loop {
+            let rest = self.begin_write(conn, metrics);
+            transport::trace_received(conn);
+            let result = if rest.is_empty() {
+                if let Some(label) = trace {
+                    transport::trace_sent(label, conn.output());
+                }
+                let echo = echo.take();
+                let header = echo.and_then(|message| conn.header_for(message));
+                let result = match (&header, echo) {
+                    (Some(header), Some(message)) => transport::write_all_counted(
+                        &self.stream,
+                        &[conn.output(), header, message.as_bytes()],
+                        metrics,
+                    ),
+                    _ => transport::write_counted(&self.stream, conn.output(), metrics),
+                };
+                conn.clear_output();
+                echoed |= header.is_some();
+                result
+            } else {
+                transport::write_counted(&self.stream, &rest, metrics)
+            };
+            let requested = self.end_write(conn);
+            result?;
+            if !requested {
+                return Ok(echoed);
+            }
         }
-        transport::trace_received(conn);
-        if let Some(label) = trace {
-            transport::trace_sent(label, conn.output());
-        }
-        let header = echo.and_then(|message| conn.header_for(message));
-        let result = match (&header, echo) {
-            (Some(header), Some(message)) => transport::write_all_counted(
-                &state.stream,
-                &[conn.output(), header, message.as_bytes()],
-                metrics,
-            ),
-            _ => transport::write_counted(&state.stream, conn.output(), metrics),
-        };
-        conn.clear_output();
-        if conn.state() != State::Open {
-            state.close_sent = true;
-        }
-        result.map(|()| header.is_some())
     }
 }
 
@@ -108,29 +185,44 @@ impl EchoWriter {
     /// shutdown's, went first. Our answer is queued, so from now on the
     /// shutdown sends no Close of its own.
     fn close_received(&self, conn: &Connection, metrics: &Metrics) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let (Some(code), false) = (conn.peer_began_closing(), state.close_sent) {
+        let mut state = self.lock();
+        let shutdown_closed = matches!(state.farewell, Farewell::Sent { .. } | Farewell::Done);
+        if let (Some(code), false, false) =
+            (conn.peer_began_closing(), state.close_sent, shutdown_closed)
+        {
             state.close_sent = true;
             metrics.close_received(code.0);
         }
     }
 }
 
+/// The reason of the shutdown's Close 1001.
+const SHUTTING_DOWN: &str = "server shutting down";
+
 impl GoingAway for EchoWriter {
     fn going_away(&self, metrics: &Metrics) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.close_sent {
+        let mut state = self.lock();
+        if state.close_sent || !matches!(state.farewell, Farewell::None) {
             return;
         }
+        if state.writing {
+            state.farewell = Farewell::Requested;
+            return;
+        }
+        // The socket is idle, its thread most likely waiting in read(): the
+        // Close goes out from here, under the lock (so that the connection
+        // cannot start a write meanwhile) and without blocking. A client
+        // whose socket buffer is full gets it later, if ever.
         let mut frame = Vec::new();
         write_frame(
             &mut frame,
             OpCode::Close,
-            &close_payload(CloseCode::GOING_AWAY, "server shutting down"),
+            &close_payload(CloseCode::GOING_AWAY, SHUTTING_DOWN),
         );
-        state.close_sent = true;
-        state.going_away = true;
-        let _ = transport::write_counted(&state.stream, &frame, metrics);
+        let written = transport::write_without_blocking(&self.stream, &[&frame], metrics);
+        state.farewell = Farewell::Sent {
+            rest: frame.split_off(written),
+        };
         metrics.close_sent(CloseCode::GOING_AWAY.0);
     }
 }
@@ -152,17 +244,18 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Shared) {
     }
     let stream = Arc::new(stream);
     let writer = Arc::new(EchoWriter {
-        state: Mutex::new(WriterState {
-            stream: Arc::clone(&stream),
-            close_sent: false,
-            going_away: false,
-        }),
+        stream: Arc::clone(&stream),
+        state: Mutex::default(),
     });
-    let _live = shared
-        .live
-        .register(Arc::clone(&writer) as Arc<dyn GoingAway>, metrics);
+    let _live = shared.live.register(
+        Arc::clone(&writer) as Arc<dyn GoingAway>,
+        Arc::clone(&stream),
+        metrics,
+    );
     let _ = stream.set_read_timeout(Some(shared.config.idle_timeout));
     let mut close_deadline = None;
+    // Set once the protocol core has failed the connection.
+    let mut failed_deadline = None;
     loop {
         let mut batch_full = false;
         loop {
@@ -199,11 +292,17 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Shared) {
                 break;
             }
         }
+        if conn.state() == State::Failed && failed_deadline.is_none() {
+            // The last bytes get what is left of FAILED_LINGER to go out: a
+            // peer that does not read cannot hold the thread with them.
+            failed_deadline = Some(Instant::now() + FAILED_LINGER);
+            let _ = stream.set_write_timeout(Some(FAILED_LINGER));
+        }
         if writer.flush(&mut conn, trace.as_deref(), metrics).is_err() {
             return;
         }
         match conn.state() {
-            State::Closed => break,
+            State::Closed | State::Failed => break,
             State::CloseSent if close_deadline.is_none() => {
                 close_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
                 let _ = stream.set_read_timeout(Some(CLOSE_TIMEOUT));
@@ -228,11 +327,18 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Shared) {
         };
         match outcome {
             ReadOutcome::Data => {}
+            // Not a timeout, most likely: the next flush takes the
+            // shutdown's Close in, and the closing handshake's deadline
+            // bounds the rest.
+            ReadOutcome::TimedOut if writer.saying_goodbye() => {}
             ReadOutcome::TimedOut if conn.state() == State::Open => {
                 transport::close(&mut conn, CloseCode::GOING_AWAY, "idle timeout", metrics);
             }
             ReadOutcome::TimedOut | ReadOutcome::Eof | ReadOutcome::Failed(_) => return,
         }
     }
-    transport::linger_close(&stream);
+    match failed_deadline {
+        Some(deadline) => transport::linger_close_until(&stream, deadline),
+        None => transport::linger_close(&stream),
+    }
 }

@@ -75,6 +75,15 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("POST", "/api/broadcast", Route::ApiBroadcast),
 ];
 
+/// How long a shutdown waits for the closing handshakes, from the signal:
+/// PROTOCOL.md "waits up to 5 s for the closing handshakes".
+pub const SHUTDOWN_GRACE: Duration = transport::CLOSE_TIMEOUT;
+
+/// How long, once the grace is over and every socket is shut down, the
+/// shutdown waits for the connection threads to notice (they wake at once;
+/// this only bounds a very busy machine).
+const AFTER_CLOSE_ALL: Duration = Duration::from_secs(1);
+
 /// The subprotocol `/ws` selects when the client offers it.
 pub const CHAT_SUBPROTOCOL: &str = "socketbox.v1";
 
@@ -183,8 +192,9 @@ impl Server {
         })
     }
 
-    /// Accept connections until a shutdown, then wait (at most
-    /// [`transport::CLOSE_TIMEOUT`]) for the closing handshakes.
+    /// Accept connections until a shutdown, then wait for the closing
+    /// handshakes until the shutdown's deadline ([`SHUTDOWN_GRACE`] after it
+    /// began), then shut down every socket still open and return.
     pub fn run(self) -> io::Result<()> {
         let presence = Arc::clone(&self.shared);
         thread::Builder::new()
@@ -203,6 +213,9 @@ impl Server {
                     self.start_connection(stream, peer);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Out of descriptors, the shutdown's wake-up connection may
+                // never be accepted: look for the shutdown here too.
+                Err(_) if self.shared.live.is_shutting_down() => break,
                 Err(e) => {
                     // EMFILE, ENFILE, ENOBUFS, ENOMEM: the listener would fail
                     // again at once. Sleep so that connections that are
@@ -214,8 +227,18 @@ impl Server {
             }
         }
         drop(self.listener);
-        if !self.shared.live.wait_until_empty(transport::CLOSE_TIMEOUT) {
-            eprintln!("socketbox: some connections did not finish their closing handshake in time");
+        let live = &self.shared.live;
+        if !live.wait_for_closing_handshakes() {
+            // Clients that did not answer, or do not read: whatever their
+            // threads block on, shutting their sockets down wakes them.
+            let left = live.close_all();
+            eprintln!(
+                "socketbox: {left} connection(s) did not finish their closing handshake \
+                 in {SHUTDOWN_GRACE:?}: closed"
+            );
+            if !live.wait_until_empty(AFTER_CLOSE_ALL) {
+                eprintln!("socketbox: exiting with connection threads still running");
+            }
         }
         Ok(())
     }
@@ -269,6 +292,7 @@ fn run_accepted(accepted: Accepted) {
 /// Stops a running [`Server`]: PROTOCOL.md "On SIGINT or SIGTERM the
 /// server stops accepting, sends Close 1001 on every open WebSocket
 /// connection, waits up to 5 s for the closing handshakes, and exits 0".
+/// Nothing in it blocks on a client ([`live`]).
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle {
     shared: Arc<Shared>,
@@ -277,9 +301,11 @@ pub struct ShutdownHandle {
 
 impl ShutdownHandle {
     /// Send Close 1001 everywhere and make [`Server::run`] return once the
-    /// connections have finished (or 5 s have passed).
+    /// connections have finished (or [`SHUTDOWN_GRACE`] has passed).
     pub fn shutdown(&self) {
-        self.shared.live.shutdown(&self.shared.metrics);
+        self.shared
+            .live
+            .shutdown(SHUTDOWN_GRACE, &self.shared.metrics);
         // accept() has no timeout in std: a connection of our own wakes it
         // so that it sees the shutdown.
         let _ = TcpStream::connect_timeout(&self.wake, Duration::from_secs(1));

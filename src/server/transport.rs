@@ -7,7 +7,9 @@
 //! may lose our Close frame before reading it. So the server half-closes
 //! (`shutdown(Write)`, which sends FIN after the queued bytes), then reads
 //! and discards until the peer closes its side or a bounded time passes
-//! ("lingering close", as HTTP servers do it).
+//! ("lingering close", as HTTP servers do it): [`CLOSE_TIMEOUT`] after a
+//! closing handshake, [`FAILED_LINGER`] after the server failed the
+//! connection (RFC 6455 7.1.7), whose peer may well go on streaming.
 //!
 //! Every function takes `&TcpStream`: std implements `Read` and `Write` for
 //! a shared reference, so the threads of one connection (a reader, a writer,
@@ -29,6 +31,14 @@ use super::metrics::Metrics;
 /// How long the server waits for the peer's Close after sending its own,
 /// and for the peer's FIN after sending its last bytes.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a connection the server failed (RFC 6455 7.1.7: a protocol
+/// error, bad UTF-8, a message too big) may take, from the failure, to send
+/// its last bytes and see the peer's FIN before its socket is closed,
+/// whatever the peer still sends. Long enough for a healthy peer to take
+/// our Close and hang up, short enough that a hostile one cannot hold a
+/// thread by streaming the payload it was refused.
+pub const FAILED_LINGER: Duration = Duration::from_secs(1);
 
 /// Why reading stopped.
 #[derive(Debug)]
@@ -146,6 +156,28 @@ pub fn write_all_counted(
     Ok(())
 }
 
+/// Write `parts` to `stream` without blocking, for a thread that must not
+/// wait on this peer (a sender writing through to a `/ws` session, the
+/// shutdown saying goodbye); returns how many bytes went out (0 when the
+/// socket buffer was full). The descriptor is switched to non-blocking mode
+/// for this one `writev` and back: the mode belongs to the descriptor the
+/// connection's own threads share, so a read that runs during that instant
+/// may end early with `WouldBlock`, which they take for a read timeout.
+pub fn write_without_blocking(mut stream: &TcpStream, parts: &[&[u8]], metrics: &Metrics) -> usize {
+    if stream.set_nonblocking(true).is_err() {
+        return 0;
+    }
+    let slices: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
+    let written = stream.write_vectored(&slices).unwrap_or(0);
+    if stream.set_nonblocking(false).is_err() {
+        // The connection's threads would spin on WouldBlock: end the
+        // connection instead (it wakes them).
+        let _ = stream.shutdown(Shutdown::Both);
+    }
+    metrics.bytes_out.fetch_add(written as u64, Relaxed);
+    written
+}
+
 /// Send whatever the connection has queued.
 pub fn flush(stream: &TcpStream, conn: &mut Connection, metrics: &Metrics) -> io::Result<()> {
     let result = write_counted(stream, conn.output(), metrics);
@@ -163,9 +195,13 @@ pub fn close(conn: &mut Connection, code: CloseCode, reason: &str, metrics: &Met
 
 /// Half-close, then drain until the peer's FIN or [`CLOSE_TIMEOUT`]. The
 /// stream is dropped (fully closed) by the caller afterwards.
-pub fn linger_close(mut stream: &TcpStream) {
+pub fn linger_close(stream: &TcpStream) {
+    linger_close_until(stream, Instant::now() + CLOSE_TIMEOUT);
+}
+
+/// Half-close, then drain until the peer's FIN or `deadline`.
+pub fn linger_close_until(mut stream: &TcpStream, deadline: Instant) {
     let _ = stream.shutdown(Shutdown::Write);
-    let deadline = Instant::now() + CLOSE_TIMEOUT;
     let mut sink = [0u8; 512];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
