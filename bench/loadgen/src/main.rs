@@ -403,3 +403,32 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Args {
+        let words: Vec<String> = line.split_whitespace().map(String::from).collect();
+        Args::parse(&words).unwrap()
+    }
+
+    #[test]
+    fn only_loopback_addresses() {
+        assert!(args("--addr 127.0.0.1:80").addr().is_ok());
+        assert!(args("--addr [::1]:80").addr().is_ok());
+        assert!(args("--addr 10.0.0.1:80").addr().is_err());
+        assert!(args("--addr 0.0.0.0:80").addr().is_err());
+    }
+
+    #[test]
+    fn flags_with_and_without_values() {
+        let a = args("--no-metrics --rate 2.5 --text --users 3");
+        assert!(a.flags.contains_key("no-metrics") && a.flags.contains_key("text"));
+        assert_eq!(a.num("rate", 1.0), Ok(2.5));
+        assert_eq!(a.num("users", 0usize), Ok(3));
+        assert!(a.num::<usize>("rate", 0).is_err());
+        assert!(Args::parse(&["--size".into()]).is_err());
+        assert!(Args::parse(&["echo".into()]).is_err());
+    }
+}

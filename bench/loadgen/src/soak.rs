@@ -538,3 +538,46 @@ pub fn run(o: &Options, label: &str) -> Result<bool, String> {
     );
     Ok(ok)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(kind: Kind, conns: usize, size: usize) -> Options {
+        Options {
+            kind,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            path: "/".into(),
+            conns,
+            rate: 1.0,
+            size,
+            text: false,
+            duration: Duration::from_secs(1),
+            ramp: 1000.0,
+            connect_timeout: Duration::from_secs(1),
+            drain: Duration::from_secs(1),
+            pid: 0,
+            metrics: false,
+            window: 1 << 18,
+            id_prefix: "soak-".into(),
+            max_time: None,
+        }
+    }
+
+    #[test]
+    fn refuses_what_cannot_work() {
+        assert!(options(Kind::Echo, 10, 64).check().is_ok());
+        assert!(options(Kind::Chat, 10, 64).check().is_ok());
+        assert!(options(Kind::Echo, 0, 64).check().is_err());
+        // An echo message must hold its sequence number.
+        assert!(options(Kind::Echo, 10, 7).check().is_err());
+        assert!(options(Kind::Chat, 1, 64).check().is_err());
+        assert!(options(Kind::Chat, 10, 70_000).check().is_err());
+        let mut bad_prefix = options(Kind::Chat, 10, 64);
+        bad_prefix.id_prefix = "no spaces".into();
+        assert!(bad_prefix.check().is_err());
+        let mut bad_ramp = options(Kind::Echo, 10, 64);
+        bad_ramp.ramp = 0.0;
+        assert!(bad_ramp.check().is_err());
+    }
+}
