@@ -4,9 +4,14 @@
 //! (every delivered PEER 10002 makes its receiver send the next one to a
 //! random user, so the number of messages in flight stays constant).
 //!
+//! The soak sends PEER messages at a fixed rate per user, to random others,
+//! and accounts for every one: each arrives once, in order, intact.
+//!
 //! Every MESSAGE is checked: type, sender, recipient, data, and the
 //! per-session `seq` that must grow by one.
 
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream as StdStream};
 use std::time::{Duration, Instant};
@@ -16,6 +21,7 @@ use mio::{Events, Interest, Poll, Token};
 use serde_json::{json, Value};
 
 use crate::hist::Histogram;
+use crate::soak::Live;
 use crate::ws::{self, op, Incoming, Rng};
 
 /// Codes of PROTOCOL.md.
@@ -44,6 +50,7 @@ pub struct Session {
     authed: bool,
     last_seq: u64,
     alive: bool,
+    close_sent: bool,
 }
 
 impl Session {
@@ -103,10 +110,42 @@ fn parse(payload: &[u8]) -> Option<Value> {
     serde_json::from_slice(payload).ok()
 }
 
+/// How fast sessions are opened.
+#[derive(Debug, Clone, Copy)]
+pub struct Opening {
+    /// Sessions opened per second at most.
+    pub per_second: f64,
+    /// Time one connection may take to open.
+    pub timeout: Duration,
+}
+
+impl Opening {
+    /// As fast as four threads can, 10 s for each.
+    pub const FAST: Opening = Opening {
+        per_second: f64::INFINITY,
+        timeout: Duration::from_secs(10),
+    };
+}
+
+/// What one frame from the server is to a session.
+enum Frame {
+    Text(Vec<u8>),
+    Control,
+    Close,
+    Binary,
+}
+
 impl Crowd {
     /// Connect `count` sessions named `{prefix}{i}` and AUTH them all.
-    pub fn connect(addr: SocketAddr, path: &str, prefix: &str, count: usize) -> io::Result<Crowd> {
+    pub fn connect(
+        addr: SocketAddr,
+        path: &str,
+        prefix: &str,
+        count: usize,
+        opening: Opening,
+    ) -> io::Result<Crowd> {
         let openers = 4.min(count.max(1));
+        let started = Instant::now();
         let opened: Vec<Vec<(usize, StdStream, Vec<u8>)>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..openers)
                 .map(|t| {
@@ -114,8 +153,13 @@ impl Crowd {
                         let mut rng = Rng::new(0xc4a7 + t as u64);
                         let mut held = Vec::new();
                         for i in (t..count).step_by(openers) {
+                            if opening.per_second.is_finite() {
+                                let due = started
+                                    + Duration::from_secs_f64(i as f64 / opening.per_second);
+                                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                            }
                             let user = format!("{prefix}{i}");
-                            match ws::connect(addr, path, &mut rng, Duration::from_secs(10)) {
+                            match ws::connect(addr, path, &mut rng, opening.timeout) {
                                 Ok((mut stream, leftover)) => {
                                     let auth = json!({"code": code::AUTH, "id": user}).to_string();
                                     let mut frame = Vec::new();
@@ -175,6 +219,7 @@ impl Crowd {
                 authed: false,
                 last_seq: 0,
                 alive: true,
+                close_sent: false,
             });
         }
         let mut crowd = Crowd {
@@ -204,6 +249,11 @@ impl Crowd {
             });
         }
         Ok(crowd)
+    }
+
+    /// Sessions open and authenticated.
+    pub fn authed(&self) -> usize {
+        self.sessions.iter().filter(|s| s.alive && s.authed).count()
     }
 
     fn complain(&mut self, what: &str) {
@@ -278,7 +328,8 @@ impl Crowd {
                 continue;
             }
             let mut ok = true;
-            loop {
+            let mut closed = false;
+            'read: loop {
                 let session = &mut self.sessions[index];
                 match session.reader.read_from(&mut session.stream) {
                     Ok(0) => {
@@ -297,45 +348,54 @@ impl Crowd {
                 loop {
                     let session = &mut self.sessions[index];
                     let next = session.reader.next(|kind, payload| match kind {
-                        Incoming::Data(op::TEXT) => Some(payload.to_vec()),
+                        Incoming::Data(op::TEXT) => Frame::Text(payload.to_vec()),
                         Incoming::Ping => {
                             let key = ws::mask_key(&mut session.rng);
                             ws::write_frame(&mut session.out, true, op::PONG, &[payload], key);
-                            None
+                            Frame::Control
                         }
-                        Incoming::Pong => None,
-                        _ => Some(Vec::new()),
+                        Incoming::Pong => Frame::Control,
+                        Incoming::Close => Frame::Close,
+                        Incoming::Data(_) => Frame::Binary,
                     });
                     match next {
-                        Ok(Some(Some(payload))) if !payload.is_empty() => {
-                            handler(self, index, now, &payload)
-                        }
-                        Ok(Some(Some(_))) => {
-                            ok = false;
-                            break;
-                        }
-                        Ok(Some(None)) => {}
+                        Ok(Some(Frame::Text(payload))) => handler(self, index, now, &payload),
+                        Ok(Some(Frame::Control)) => {}
                         Ok(None) => break,
-                        Err(_) => {
+                        // The answer to our Close ends the session cleanly.
+                        Ok(Some(Frame::Close)) if self.sessions[index].close_sent => {
+                            closed = true;
+                            break 'read;
+                        }
+                        Ok(Some(Frame::Close | Frame::Binary)) | Err(_) => {
                             ok = false;
-                            break;
+                            break 'read;
                         }
                     }
                 }
-                if !ok {
-                    break;
-                }
             }
-            let session = &mut self.sessions[index];
-            if !ok || !session.flush() {
-                session.alive = false;
-                let _ = self.poll.registry().deregister(&mut session.stream);
-                self.errors.sessions += 1;
-                let what = format!("session {} closed", self.sessions[index].user);
-                self.complain(&what);
+            if closed {
+                self.drop_session(index);
+            } else if !ok || !self.sessions[index].flush() {
+                self.fail_session(index);
             }
         }
         self.events = events;
+    }
+
+    /// Stop watching session `index`.
+    fn drop_session(&mut self, index: usize) {
+        let session = &mut self.sessions[index];
+        session.alive = false;
+        let _ = self.poll.registry().deregister(&mut session.stream);
+    }
+
+    /// Session `index` died: count it.
+    fn fail_session(&mut self, index: usize) {
+        self.drop_session(index);
+        self.errors.sessions += 1;
+        let what = format!("session {} closed", self.sessions[index].user);
+        self.complain(&what);
     }
 
     /// Pump with the default handling until `quiet` passes with no message,
@@ -352,6 +412,41 @@ impl Crowd {
                 }
             });
         }
+    }
+
+    /// The closing handshake on every live session: send Close, then wait
+    /// up to `limit` for each server's Close (RFC 6455 5.5.1: the receiver
+    /// of a Close "MUST send a Close frame in response"), handing what
+    /// still arrives to `handler`. Returns how many never answered.
+    pub fn close_checked(
+        &mut self,
+        limit: Duration,
+        mut handler: impl FnMut(&mut Crowd, usize, Instant, &[u8]),
+    ) -> u64 {
+        for index in 0..self.sessions.len() {
+            let session = &mut self.sessions[index];
+            if !session.alive {
+                continue;
+            }
+            session.close_sent = true;
+            let close = ws::close_frame(&mut session.rng);
+            session.out.extend_from_slice(&close);
+            if !session.flush() {
+                self.fail_session(index);
+            }
+        }
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline && self.sessions.iter().any(|s| s.alive) {
+            self.pump(Duration::from_millis(50), &mut handler);
+        }
+        let mut unanswered = 0;
+        for index in 0..self.sessions.len() {
+            if self.sessions[index].alive {
+                self.drop_session(index);
+                unanswered += 1;
+            }
+        }
+        unanswered
     }
 
     /// Send Close on every session and let them go.
@@ -384,7 +479,7 @@ pub fn fanout(
     receivers: usize,
     rounds: usize,
 ) -> io::Result<FanoutOutcome> {
-    let mut crowd = Crowd::connect(addr, "/ws", prefix, receivers + 1)?;
+    let mut crowd = Crowd::connect(addr, "/ws", prefix, receivers + 1, Opening::FAST)?;
     crowd.settle(Duration::from_millis(1500), Duration::from_secs(30));
     let mut outcome = FanoutOutcome {
         receivers: crowd.sessions.len().saturating_sub(1),
@@ -470,7 +565,7 @@ pub fn peers(
     warmup: Duration,
     duration: Duration,
 ) -> io::Result<PeersOutcome> {
-    let mut crowd = Crowd::connect(addr, "/ws", prefix, users)?;
+    let mut crowd = Crowd::connect(addr, "/ws", prefix, users, Opening::FAST)?;
     crowd.settle(Duration::from_millis(1500), Duration::from_secs(30));
     let mut outcome = PeersOutcome::default();
     let base = Instant::now();
@@ -537,4 +632,223 @@ pub fn peers(
     outcome.errors = std::mem::take(&mut crowd.errors);
     crowd.close();
     Ok(outcome)
+}
+
+/// What a chat soak asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct SoakOptions {
+    /// PEER messages per second per user.
+    pub rate: f64,
+    /// Characters of text in each.
+    pub size: usize,
+    /// Time the users send for.
+    pub duration: Duration,
+    /// Time after it for the last deliveries.
+    pub drain: Duration,
+}
+
+/// What a chat soak saw.
+#[derive(Debug, Default)]
+pub struct SoakOutcome {
+    /// PEER messages sent.
+    pub sent: u64,
+    /// Delivered intact, once, in their sender's order.
+    pub delivered: u64,
+    /// Send-to-delivery latency of those.
+    pub latency: Histogram,
+    /// Deliveries whose `k` was not above the last one from that sender
+    /// (a duplicate, or one that came late).
+    pub duplicated: u64,
+    /// Deliveries that skipped a `k` from that sender.
+    pub out_of_order: u64,
+    /// Deliveries with the wrong type, sender, recipient or text.
+    pub corrupt: u64,
+    /// Sessions that did not answer the closing Close.
+    pub unclean_closes: u64,
+    /// Sessions lost, other wrong messages (`seq` gaps, ERROR answers), and
+    /// messages sent and never delivered.
+    pub errors: Errors,
+}
+
+/// The messages from one user to another.
+#[derive(Debug, Default, Clone, Copy)]
+struct Pair {
+    sent: u64,
+    got: u64,
+    last_k: u64,
+}
+
+/// The text of message `k` from session `from` to session `to`.
+fn soak_text(from: usize, to: usize, k: u64, size: usize) -> String {
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = Rng::new((from as u64) << 40 ^ (to as u64) << 20 ^ k);
+    (0..size)
+        .map(|_| ALNUM[rng.below(ALNUM.len() as u64) as usize] as char)
+        .collect()
+}
+
+/// The receiving side of a soak.
+struct Ledger<'a> {
+    pairs: HashMap<(usize, usize), Pair>,
+    /// Every PEER MESSAGE that arrived, intact or not.
+    arrived: u64,
+    base: Instant,
+    size: usize,
+    live: Option<&'a Live>,
+    outcome: SoakOutcome,
+}
+
+impl Ledger<'_> {
+    fn receive(&mut self, crowd: &mut Crowd, to: usize, now: Instant, payload: &[u8]) {
+        let Some(message) = crowd.common(to, parse(payload)) else {
+            return;
+        };
+        self.arrived += 1;
+        let body = &message["body"];
+        let data = &body["data"];
+        let from = data["f"].as_u64().map(|f| f as usize);
+        let addressed = body["type"].as_i64() == Some(code::PEER_MESSAGE)
+            && body["to"].as_str() == Some(crowd.sessions[to].user.as_str())
+            && from
+                .and_then(|f| crowd.sessions.get(f))
+                .map(|s| s.user.as_str())
+                == body["from"].as_str();
+        let (Some(from), Some(k), Some(t), Some(text), true) = (
+            from,
+            data["k"].as_u64(),
+            data["t"].as_u64(),
+            data["p"].as_str(),
+            addressed,
+        ) else {
+            self.outcome.corrupt += 1;
+            crowd.complain(&format!("wrong peer message: {message}"));
+            return;
+        };
+        let pair = self.pairs.entry((from, to)).or_default();
+        pair.got += 1;
+        if k <= pair.last_k {
+            self.outcome.duplicated += 1;
+            return;
+        }
+        if k != pair.last_k + 1 {
+            self.outcome.out_of_order += 1;
+        }
+        pair.last_k = k;
+        if text != soak_text(from, to, k, self.size) {
+            self.outcome.corrupt += 1;
+            crowd.complain(&format!("wrong text from {from} to {to}, message {k}"));
+            return;
+        }
+        self.outcome.delivered += 1;
+        let at = (now - self.base).as_nanos() as u64;
+        self.outcome.latency.record(at.saturating_sub(t));
+        if let Some(live) = self.live {
+            live.delivered(1);
+        }
+    }
+}
+
+/// Every authenticated session sends PEER messages at `o.rate` per second
+/// to random others for `o.duration`; everything delivered is checked and
+/// accounted for per sender and recipient. Ends with the closing handshake.
+pub fn soak(crowd: &mut Crowd, o: &SoakOptions, live: Option<&Live>) -> SoakOutcome {
+    let base = Instant::now();
+    let start = base + Duration::from_millis(50);
+    let end = start + o.duration;
+    let drain_until = end + o.drain;
+    let senders: Vec<usize> = (0..crowd.sessions.len())
+        .filter(|&i| crowd.sessions[i].alive && crowd.sessions[i].authed)
+        .collect();
+    let interval = Duration::from_secs_f64(1.0 / o.rate.max(1e-9));
+    let mut rng = Rng::new(0x50a4);
+    let mut due: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+    if o.rate > 0.0 && senders.len() >= 2 {
+        for &i in &senders {
+            let first = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            due.push(Reverse((start + interval.mul_f64(first), i)));
+        }
+    }
+    let mut ledger = Ledger {
+        pairs: HashMap::new(),
+        arrived: 0,
+        base,
+        size: o.size,
+        live,
+        outcome: SoakOutcome::default(),
+    };
+    loop {
+        let now = Instant::now();
+        while let Some(&Reverse((at, from))) = due.peek() {
+            if at > now {
+                break;
+            }
+            due.pop();
+            if at + interval < end {
+                due.push(Reverse((at + interval, from)));
+            }
+            if !crowd.sessions[from].alive {
+                continue;
+            }
+            let to = loop {
+                let to = senders[rng.below(senders.len() as u64) as usize];
+                if to != from {
+                    break to;
+                }
+            };
+            let pair = ledger.pairs.entry((from, to)).or_default();
+            pair.sent += 1;
+            let message = json!({"code": code::PEER, "data": {
+                "to": crowd.sessions[to].user, "f": from, "k": pair.sent,
+                "t": base.elapsed().as_nanos() as u64, "p": soak_text(from, to, pair.sent, o.size)}});
+            crowd.sessions[from].send_json(&message);
+            ledger.outcome.sent += 1;
+            if let Some(live) = live {
+                live.sent(1);
+            }
+            if !crowd.sessions[from].flush() {
+                crowd.fail_session(from);
+            }
+        }
+        if now >= end && (ledger.arrived >= ledger.outcome.sent || now >= drain_until) {
+            break;
+        }
+        let wake = match due.peek() {
+            Some(Reverse((at, _))) => *at,
+            None => drain_until,
+        };
+        let timeout = wake
+            .saturating_duration_since(now)
+            .min(Duration::from_millis(50));
+        crowd.pump(timeout, |crowd, i, now, payload| {
+            ledger.receive(crowd, i, now, payload)
+        });
+    }
+    ledger.outcome.unclean_closes = crowd
+        .close_checked(Duration::from_secs(5), |crowd, i, now, payload| {
+            ledger.receive(crowd, i, now, payload)
+        });
+    let lost: u64 = ledger
+        .pairs
+        .values()
+        .map(|p| p.sent.saturating_sub(p.got))
+        .sum();
+    let mut outcome = ledger.outcome;
+    outcome.errors = std::mem::take(&mut crowd.errors);
+    outcome.errors.lost += lost;
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn soak_texts_are_fixed_per_message_and_differ() {
+        let a = soak_text(1, 2, 3, 64);
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_eq!(a, soak_text(1, 2, 3, 64));
+        assert_ne!(a, soak_text(1, 2, 4, 64));
+        assert_ne!(a, soak_text(2, 1, 3, 64));
+    }
 }

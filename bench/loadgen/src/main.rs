@@ -1,19 +1,11 @@
-//! `loadgen`: the SocketBox benchmark's load generator. Raw sockets, the
-//! client side of RFC 6455 written for the job (masked frames), every echoed
-//! byte checked; errors are counted apart and never as throughput. Every
-//! mode is bounded in time. Each mode prints one `RESULT key=value ...`
-//! line on stdout; `loadgen report FILE` turns those into tables.
-//!
-//! ```text
-//! loadgen echo      --addr A [--path /echo] --conns N --size BYTES --inflight K --duration S --warmup S [--threads T] [--text]
-//! loadgen idle      --addr A [--path /echo] --conns N --pid PID [--settle S] [--hold S]
-//! loadgen handshake --addr A [--path /echo] --clients C --duration S --warmup S
-//! loadgen fanout    --addr A --sessions N --rounds R
-//! loadgen peers     --addr A --users N --depth K --duration S --warmup S
-//! loadgen stress    --addr A [--secret S] [--admin T] [--only PREFIX] [--pid PID --stack-kib K]
-//! loadgen report    FILE
-//! ```
-//! `--label NAME` adds `server=NAME` to the RESULT line.
+//! `loadgen`: SocketBox's load generator, for the benchmark grid and for
+//! soak runs. Raw sockets, the client side of RFC 6455 written for the job
+//! (masked frames), sharing no code with the server so that a bug in one
+//! cannot hide the same bug in the other; every echoed byte and every chat
+//! delivery checked; errors are counted apart and never as throughput.
+//! Every mode is bounded in time and talks to loopback addresses only. Each
+//! mode prints one `RESULT key=value ...` line on stdout; `loadgen report
+//! FILE` turns those into tables. The modes and their flags: [`USAGE`].
 
 mod chat;
 mod echo;
@@ -22,6 +14,7 @@ mod hist;
 mod idle;
 mod procfs;
 mod report;
+mod soak;
 mod stress;
 mod ws;
 
@@ -29,6 +22,46 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
+
+const USAGE: &str = "\
+loadgen: load for SocketBox (and, for echo, idle and handshake, any
+WebSocket echo server) on loopback addresses. Every mode prints a RESULT
+line; exit status 0 when nothing went wrong, 1 when something did, 2 on
+bad usage, 3 when a soak passed --max-time.
+
+  loadgen echo      --addr A [--path /echo] --conns N --size BYTES --inflight K --duration S --warmup S [--threads T] [--text]
+  loadgen idle      --addr A [--path /echo] --conns N --pid PID [--settle S] [--hold S]
+  loadgen handshake --addr A [--path /echo] --clients C --duration S --warmup S
+  loadgen fanout    --addr A --sessions N --rounds R
+  loadgen peers     --addr A --users N --depth K --duration S --warmup S
+  loadgen stress    --addr A [--secret S] [--admin T] [--only PREFIX] [--pid PID --stack-kib K]
+  loadgen soak echo --addr A [--conns N] [--rate R] [--size BYTES] [--duration S] [--text] [SOAK FLAGS]
+  loadgen soak chat --addr A [--users N] [--rate R] [--size CHARS] [--duration S] [--id-prefix T] [SOAK FLAGS]
+  loadgen report    FILE
+
+--label NAME adds server=NAME to the RESULT line.
+
+soak: hold N connections (echo: to /echo; chat: N users AUTHed on /ws),
+then send R messages/s on each (chat: PEER to random other users) for S
+seconds; check every echo byte for byte and in order, every chat delivery
+once, in order, with its seq unbroken; close every connection with the
+closing handshake; report throughput, latency, every failure and the
+server's resources. Defaults in brackets:
+  --conns/--users N      connections or users                [100]
+  --rate R               messages per second per connection  [1]
+  --size N               echo: message bytes (8 or more); chat: text characters [64]
+  --duration S           seconds of traffic                  [10]
+  --ramp N               connections opened per second       [1000]
+  --connect-timeout S    time one connection may take to open [30]
+  --drain S              time to wait for the last deliveries [10]
+  --pid PID              read the server's RSS, threads and fds from /proc
+  --no-metrics           do not GET /metrics (it takes a connection slot)
+  --path PATH            endpoint                            [/echo or /ws]
+  --window BYTES         echo: most unanswered bytes per connection [262144]
+  --id-prefix TEXT       chat: user ids are TEXT0, TEXT1, ... [soak<pid>-]
+  --max-time S           hard bound on the whole run [ramp + connect timeout + duration + drain + 60]
+N connections need N descriptors here and in the server: `ulimit -n 20000`.
+";
 
 struct Args {
     flags: HashMap<String, String>,
@@ -42,7 +75,7 @@ impl Args {
             let Some(name) = args[i].strip_prefix("--") else {
                 return Err(format!("unexpected argument {:?}", args[i]));
             };
-            if name == "text" {
+            if name == "text" || name == "no-metrics" {
                 flags.insert(name.to_owned(), "1".to_owned());
                 i += 1;
                 continue;
@@ -72,10 +105,16 @@ impl Args {
         Ok(Duration::from_secs_f64(self.num(name, default)?))
     }
 
+    /// The server: a loopback address, since load stays on this machine.
     fn addr(&self) -> Result<SocketAddr, String> {
         let text = self.str("addr", "127.0.0.1:8080");
-        text.parse()
-            .map_err(|_| format!("--addr: cannot use {text:?}"))
+        let addr: SocketAddr = text
+            .parse()
+            .map_err(|_| format!("--addr: cannot use {text:?}"))?;
+        if !addr.ip().is_loopback() {
+            return Err(format!("--addr {addr}: not a loopback address"));
+        }
+        Ok(addr)
     }
 
     fn label(&self) -> String {
@@ -94,25 +133,29 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
     let label = args.label();
     match mode {
         "echo" => {
+            let inflight = args.num("inflight", 1)?;
             let opts = echo::Options {
                 addr: args.addr()?,
                 path: args.str("path", "/echo"),
                 conns: args.num("conns", 1)?,
                 size: args.num("size", 16)?,
-                inflight: args.num("inflight", 1)?,
+                pace: echo::Pace::Inflight(inflight),
                 duration: args.secs("duration", 3.0)?,
                 warmup: args.secs("warmup", 1.0)?,
+                drain: Duration::from_secs(3),
                 threads: args.num("threads", 1)?,
                 text: args.flags.contains_key("text"),
+                ramp: f64::INFINITY,
+                connect_timeout: Duration::from_secs(5),
             };
             let o = echo::run(&opts);
-            let errors = o.bad + o.lost + o.failed;
+            let errors = o.errors();
             println!(
                 "RESULT {label}test=echo conns={} size={} inflight={} msgs_per_s={:.0} p50_us={:.1} p99_us={:.1} max_us={:.1} \
-                 messages={} errors={errors} bad={} lost={} failed={}",
+                 messages={} errors={errors} bad={} lost={} out_of_order={} failed={}",
                 opts.conns,
                 opts.size,
-                opts.inflight,
+                inflight,
                 o.messages as f64 / opts.duration.as_secs_f64(),
                 micros(o.latency.quantile(0.5)),
                 micros(o.latency.quantile(0.99)),
@@ -120,6 +163,7 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
                 o.messages,
                 o.bad,
                 o.lost,
+                o.out_of_order,
                 o.failed
             );
             Ok(errors == 0)
@@ -276,8 +320,37 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
             println!("RESULT {label}test=stacks stack_rss_max_kib={high} stack_mappings={count}");
             Ok(true)
         }
+        "soak echo" | "soak chat" => {
+            let chat = mode == "soak chat";
+            let opts = soak::Options {
+                kind: if chat {
+                    soak::Kind::Chat
+                } else {
+                    soak::Kind::Echo
+                },
+                addr: args.addr()?,
+                path: args.str("path", if chat { "/ws" } else { "/echo" }),
+                conns: args.num(if chat { "users" } else { "conns" }, 100)?,
+                rate: args.num("rate", 1.0)?,
+                size: args.num("size", 64)?,
+                text: args.flags.contains_key("text"),
+                duration: args.secs("duration", 10.0)?,
+                ramp: args.num("ramp", 1000.0)?,
+                connect_timeout: args.secs("connect-timeout", 30.0)?,
+                drain: args.secs("drain", 10.0)?,
+                pid: args.num("pid", 0)?,
+                metrics: !args.flags.contains_key("no-metrics"),
+                window: args.num("window", 256 * 1024)?,
+                id_prefix: args.str("id-prefix", &format!("soak{}-", std::process::id())),
+                max_time: match args.flags.get("max-time") {
+                    Some(_) => Some(args.secs("max-time", 0.0)?),
+                    None => None,
+                },
+            };
+            soak::run(&opts, &label)
+        }
         _ => Err(format!(
-            "unknown mode {mode:?} (echo, idle, handshake, fanout, peers, stress, stacks, report)"
+            "unknown mode {mode:?} (echo, idle, handshake, fanout, peers, stress, stacks, soak echo, soak chat, report)"
         )),
     }
 }
@@ -285,9 +358,13 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some(mode) = argv.first() else {
-        eprintln!("usage: loadgen MODE [--flag value ...]; see the source's header");
+        eprint!("{USAGE}");
         return ExitCode::from(2);
     };
+    if matches!(mode.as_str(), "help" | "-h" | "--help") {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     if mode == "report" {
         let Some(path) = argv.get(1) else {
             eprintln!("usage: loadgen report FILE");
@@ -304,14 +381,19 @@ fn main() -> ExitCode {
             }
         };
     }
-    let args = match Args::parse(&argv[1..]) {
+    // `soak` takes the endpoint as a second word.
+    let (mode, flags) = match (mode.as_str(), argv.get(1)) {
+        ("soak", Some(kind)) if !kind.starts_with("--") => (format!("soak {kind}"), &argv[2..]),
+        _ => (mode.clone(), &argv[1..]),
+    };
+    let args = match Args::parse(flags) {
         Ok(args) => args,
         Err(e) => {
             eprintln!("loadgen: {e}");
             return ExitCode::from(2);
         }
     };
-    match run(mode, &args) {
+    match run(&mode, &args) {
         Ok(true) => ExitCode::SUCCESS,
         // Errors are in the RESULT line; the exit code says there were some.
         Ok(false) => ExitCode::from(1),
@@ -319,5 +401,34 @@ fn main() -> ExitCode {
             eprintln!("loadgen: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Args {
+        let words: Vec<String> = line.split_whitespace().map(String::from).collect();
+        Args::parse(&words).unwrap()
+    }
+
+    #[test]
+    fn only_loopback_addresses() {
+        assert!(args("--addr 127.0.0.1:80").addr().is_ok());
+        assert!(args("--addr [::1]:80").addr().is_ok());
+        assert!(args("--addr 10.0.0.1:80").addr().is_err());
+        assert!(args("--addr 0.0.0.0:80").addr().is_err());
+    }
+
+    #[test]
+    fn flags_with_and_without_values() {
+        let a = args("--no-metrics --rate 2.5 --text --users 3");
+        assert!(a.flags.contains_key("no-metrics") && a.flags.contains_key("text"));
+        assert_eq!(a.num("rate", 1.0), Ok(2.5));
+        assert_eq!(a.num("users", 0usize), Ok(3));
+        assert!(a.num::<usize>("rate", 0).is_err());
+        assert!(Args::parse(&["--size".into()]).is_err());
+        assert!(Args::parse(&["echo".into()]).is_err());
     }
 }

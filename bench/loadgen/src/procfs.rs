@@ -1,6 +1,6 @@
-//! Memory readings from /proc: a process's resident set and thread count,
-//! and the system-wide figures that show what threads and sockets cost the
-//! kernel.
+//! Readings from /proc: a process's resident set, threads and descriptors,
+//! the system-wide figures that show what threads and sockets cost the
+//! kernel, and the limits a run of many connections runs into.
 
 use std::fs;
 
@@ -11,6 +11,8 @@ pub struct Sample {
     pub rss_kib: u64,
     /// The server's thread count.
     pub threads: u64,
+    /// The server's open file descriptors.
+    pub fds: u64,
     /// The load generator's own VmRSS, KiB.
     pub self_rss_kib: u64,
     /// MemAvailable, KiB.
@@ -45,6 +47,11 @@ pub fn sample(pid: u32) -> Sample {
     Sample {
         rss_kib: field(&status, "VmRSS").unwrap_or(0),
         threads: field(&status, "Threads").unwrap_or(0),
+        fds: if pid == 0 {
+            0
+        } else {
+            fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
+        },
         self_rss_kib: field(&own, "VmRSS").unwrap_or(0),
         mem_available_kib: field(&meminfo, "MemAvailable").unwrap_or(0),
         kernel_stack_kib: field(&meminfo, "KernelStack").unwrap_or(0),
@@ -60,6 +67,34 @@ pub fn sample(pid: u32) -> Sample {
             })
             .unwrap_or(0),
     }
+}
+
+/// The soft limit on open files of process `pid` (0: this process).
+pub fn open_files_limit(pid: u32) -> Option<u64> {
+    let path = if pid == 0 {
+        "/proc/self/limits".to_owned()
+    } else {
+        format!("/proc/{pid}/limits")
+    };
+    fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A number alone in a file, like `/proc/sys/kernel/pid_max`.
+pub fn read_number(path: &str) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// This process's peak resident set (VmHWM), KiB.
+pub fn own_peak_rss_kib() -> u64 {
+    let own = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    field(&own, "VmHWM").unwrap_or(0)
 }
 
 /// The largest resident size among the process's mappings that look like

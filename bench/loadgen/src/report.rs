@@ -218,7 +218,9 @@ pub fn render(text: &str) -> String {
             }
             out.push('\n');
         }
-        out.push_str("\n### Echo: errors (bad echoes + lost messages + failed connections)\n\n");
+        out.push_str(
+            "\n### Echo: errors (bad echoes + lost or reordered messages + failed connections)\n\n",
+        );
         header(&mut out, "conns × size × in flight", &t.servers);
         for ident in &echo {
             let _ = write!(

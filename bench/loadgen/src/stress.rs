@@ -167,7 +167,7 @@ fn auth(client: &mut Client, id: &str, secret: Option<&str>) -> Check {
     )
 }
 
-fn http(addr: SocketAddr, request: &str) -> Result<(u16, String), String> {
+pub(crate) fn http(addr: SocketAddr, request: &str) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(TIMEOUT))
