@@ -357,7 +357,7 @@ pub fn render(text: &str) -> String {
                 if conns == "1000" {
                     targets.push((
                         format!(
-                            "RSS per idle connection < 64 KiB at 1,000 (issue #2): {} KiB",
+                            "RSS per idle connection < 64 KiB at 1,000: {} KiB",
                             human(worst)
                         ),
                         worst < 64.0,
@@ -460,7 +460,7 @@ pub fn render(text: &str) -> String {
     }
 
     if !targets.is_empty() {
-        out.push_str("\n### Targets (issue #6; issue #2)\n\n");
+        out.push_str("\n### Targets\n\n");
         for (what, met) in &targets {
             let _ = writeln!(out, "- {} {what}", if *met { "MET   " } else { "MISSED" });
         }
