@@ -351,27 +351,27 @@ impl Connection {
 
     /// How many payload bytes may be read straight into the message being
     /// assembled with [`Self::read_payload_with`], skipping the read buffer:
-    /// `Some` only inside a data frame whose payload is still arriving, with
-    /// no input buffered, while open. (RFC 6455 5.2: the payload follows the
-    /// header as-is, so the next bytes on the wire can only be this frame's
-    /// payload, up to its length.)
+    /// `Some` only inside a binary message's frame whose payload is still
+    /// arriving, with no input buffered, while open. (RFC 6455 5.2: the
+    /// payload follows the header as-is, so the next bytes on the wire can
+    /// only be this frame's payload, up to its length.)
+    ///
+    /// Never for text: its bytes are checked for UTF-8 as each read brings
+    /// them, so that bad text fails the connection at once (RFC 6455 8.1:
+    /// "When an endpoint is to interpret a byte stream as UTF-8 but finds
+    /// that the byte stream is not, in fact, a valid UTF-8 stream, that
+    /// endpoint MUST _Fail the WebSocket Connection_"), and an I/O layer
+    /// that waits to fill the room in one go would delay that.
     pub fn direct_payload_room(&self) -> Option<usize> {
         let frame = self.frame.as_ref()?;
         let open = self.state == State::Open;
         let data = !frame.header.opcode.is_control();
-        if !open || !data || self.start != self.end || self.message_kind.is_none() {
+        let binary = self.message_kind == Some(MessageKind::Binary);
+        if !open || !data || !binary || self.start != self.end {
             return None;
         }
         let room = frame.remaining() - self.unchecked_payload as u64;
         (room > 0).then_some(room as usize)
-    }
-
-    /// Whether the message being assembled is text: its bytes are checked
-    /// for UTF-8 as they arrive, so that bad text fails the connection at
-    /// once (RFC 6455 8.1), and an I/O layer that waits to fill
-    /// [`Self::direct_payload_room`] in one go would delay that.
-    pub fn is_receiving_text(&self) -> bool {
-        self.message_kind == Some(MessageKind::Text)
     }
 
     /// Let `read` append received bytes to the message itself, saving a
@@ -1435,7 +1435,10 @@ mod tests {
         let mut c = Connection::new(Config {
             max_message: 1 << 20,
         });
-        let events = feed_direct(&mut c, &stream, 4096);
+        c.receive(&stream[..8 + 100]);
+        assert_eq!(events(&mut c), Ok(vec![]));
+        assert_eq!(c.direct_payload_room(), None, "text is never read direct");
+        let events = feed_direct(&mut c, &stream[108..], 4096);
         assert_eq!(events, vec![Err(ProtocolError::InvalidUtf8)]);
         assert_eq!(close_code_sent(&c), 1007);
         assert_eq!(c.direct_payload_room(), None);
