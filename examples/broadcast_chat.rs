@@ -2,7 +2,8 @@
 //! to every other client. Handshake as in echo_server.rs, minus its HTTP errors.
 
 use socketbox::protocol::frame::{write_frame, OpCode};
-use socketbox::protocol::handshake::{self, accept_key, Parse};
+use socketbox::protocol::handshake::{self, accept_key};
+use socketbox::protocol::http::{parse_request, Parse};
 use socketbox::protocol::{Config, Connection, Event, Message, State};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -25,7 +26,7 @@ fn serve(id: usize, mut stream: TcpStream) -> io::Result<()> {
     let (upgrade, head_len) = loop {
         let n = stream.read(&mut chunk)?;
         head.extend_from_slice(&chunk[..n]);
-        match handshake::parse_request(&head) {
+        match parse_request(&head) {
             Ok(Parse::Partial) if n > 0 => {}
             Ok(Parse::Complete(req)) => break (handshake::validate_upgrade(&req), req.head_len),
             _ => return Ok(()), // the client left, or did not speak HTTP

@@ -2,7 +2,8 @@
 //! the opening handshake (RFC 6455 4.2), then a `Connection` turning bytes into
 //! events (RFC 6455 5-7). `cargo run --example echo_server -- 127.0.0.1:9001`
 
-use socketbox::protocol::handshake::{self, accept_key, Parse};
+use socketbox::protocol::handshake::{self, accept_key};
+use socketbox::protocol::http::{self, ErrorResponse, Parse};
 use socketbox::protocol::{Config, Connection, Event, Message, State};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -18,23 +19,30 @@ fn main() -> io::Result<()> {
 
 fn serve(mut stream: TcpStream) -> io::Result<()> {
     let (mut head, mut chunk, mut out) = (Vec::new(), [0; 1024], Vec::new());
-    let (accepted, head_len) = loop {
+    let (accepted, head_len): (Result<_, Box<dyn ErrorResponse>>, _) = loop {
         let n = stream.read(&mut chunk)?;
         head.extend_from_slice(&chunk[..n]);
-        match handshake::parse_request(&head) {
+        match http::parse_request(&head) {
             Ok(Parse::Partial) if n > 0 => {}
             Ok(Parse::Partial) => return Ok(()), // the client left
-            Ok(Parse::Complete(req)) => break (handshake::validate_upgrade(&req), req.head_len),
-            Err(error) => break (Err(error), 0),
+            Ok(Parse::Complete(req)) => {
+                break (
+                    handshake::validate_upgrade(&req).map_err(|e| Box::new(e) as _),
+                    req.head_len,
+                )
+            }
+            Err(error) => break (Err(Box::new(error)), 0),
         }
     };
     // 101 Switching Protocols, or an HTTP error (400, 426...) and the end.
     match &accepted {
         Ok(u) => handshake::write_switching_protocols(&mut out, &accept_key(u.key), None),
-        Err(error) => handshake::write_error_response(&mut out, error),
+        Err(error) => http::write_error_response(&mut out, error.as_ref()),
     }
     stream.write_all(&out)?;
-    accepted.map_err(io::Error::other)?;
+    if accepted.is_err() {
+        return Ok(());
+    }
     let mut conn = Connection::new(Config::default());
     conn.receive(&head[head_len..]); // frames sent right behind the head
     loop {

@@ -7,6 +7,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::chat::message::UserId;
+use crate::protocol::origin::OriginPolicy;
 use crate::server::ServerConfig;
 
 /// What the command line asks for.
@@ -136,6 +137,7 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Command, Cli
         return parse_token(args);
     }
     let mut config = ServerConfig::default();
+    let mut allowed_origins = Vec::new();
     while let Some(flag) = args.next() {
         let a = &mut args;
         match flag {
@@ -149,9 +151,7 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Command, Cli
             }
             "--auth-secret" => config.auth_secret = Some(value(a, "--auth-secret")?.to_owned()),
             "--admin-token" => config.admin_token = Some(value(a, "--admin-token")?.to_owned()),
-            "--allowed-origin" => config
-                .allowed_origins
-                .push(value(a, "--allowed-origin")?.to_owned()),
+            "--allowed-origin" => allowed_origins.push(value(a, "--allowed-origin")?),
             "--max-message" => config.max_message = number(a, "--max-message")?,
             "--echo-max-message" => config.echo_max_message = number(a, "--echo-max-message")?,
             "--no-echo" => config.echo_enabled = false,
@@ -174,6 +174,13 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Command, Cli
             value: "0".into(),
         });
     }
+    // Parsed once here, so a typo stops the server at start instead of
+    // silently matching no request.
+    config.allowed_origins =
+        OriginPolicy::new(&allowed_origins).map_err(|error| CliError::BadValue {
+            flag: "--allowed-origin",
+            value: error.origin,
+        })?;
     Ok(Command::Serve(Box::new(config)))
 }
 
@@ -255,9 +262,31 @@ mod tests {
         ]);
         assert_eq!(c.listen, "127.0.0.1:0");
         assert!(!c.echo_enabled);
-        assert_eq!(c.allowed_origins, ["http://a", "http://b"]);
+        assert_eq!(
+            c.allowed_origins,
+            OriginPolicy::new(["http://a", "http://b"]).unwrap()
+        );
+        assert!(c.allowed_origins.allows(Some("http://b")));
+        assert!(!c.allowed_origins.allows(Some("http://c")));
         assert_eq!(c.presence_interval, Duration::from_millis(250));
         assert!(c.trace);
+    }
+
+    #[test]
+    fn an_allowed_origin_that_does_not_parse_stops_the_start() {
+        assert_eq!(
+            parse([
+                "--allowed-origin",
+                "http://a",
+                "--allowed-origin",
+                "localhost:8080"
+            ])
+            .unwrap_err(),
+            CliError::BadValue {
+                flag: "--allowed-origin",
+                value: "localhost:8080".into()
+            }
+        );
     }
 
     #[test]

@@ -19,10 +19,14 @@
 
 use libfuzzer_sys::fuzz_target;
 use socketbox::protocol::handshake::{
-    accept_key, origin_allowed, parse_request, select_protocol, validate_upgrade,
-    write_error_response, write_switching_protocols, HandshakeError, Parse, Request, MAX_HEADERS,
+    accept_key, parse_extension_offers, select_protocol, validate_upgrade,
+    write_switching_protocols,
+};
+use socketbox::protocol::http::{
+    parse_request, write_error_response, ErrorResponse, Parse, Request, MAX_HEADERS,
     MAX_REQUEST_HEAD,
 };
+use socketbox::protocol::origin::OriginPolicy;
 use socketbox_fuzz::peak_heap_growth;
 
 /// Bytes a client might send after its head: its first WebSocket frame, or
@@ -32,7 +36,7 @@ const AFTER_HEAD: &[u8] =
 
 fuzz_target!(|data: &[u8]| {
     let (parsed, allocated) = peak_heap_growth(|| parse_request(data));
-    let header_table = MAX_HEADERS * std::mem::size_of::<socketbox::protocol::handshake::Header>();
+    let header_table = MAX_HEADERS * std::mem::size_of::<socketbox::protocol::http::Header>();
     assert!(allocated <= 2 * header_table, "allocated {allocated} bytes");
 
     let mut longer = data.to_vec();
@@ -99,8 +103,13 @@ fn serve(request: &Request<'_>) {
             let accept = accept_key(upgrade.key);
             assert_eq!(accept.len(), 28);
             let protocol = select_protocol(&upgrade.offered_protocols, &["chat", "superchat"]);
-            let allowed = ["http://localhost:8080".to_owned()];
-            let _ = origin_allowed(upgrade.origin, &allowed);
+            let allowed = OriginPolicy::new(["http://localhost:8080"]).expect("a valid origin");
+            let _ = allowed.allows(upgrade.origin);
+            // The offers validate_upgrade keeps are the parser's, or none.
+            match parse_extension_offers(request) {
+                Ok(offers) => assert_eq!(offers, upgrade.offered_extensions),
+                Err(_) => assert!(upgrade.offered_extensions.is_empty()),
+            }
             let mut out = Vec::new();
             write_switching_protocols(&mut out, &accept, protocol);
             check_response_head(&out, 101);
@@ -109,7 +118,7 @@ fn serve(request: &Request<'_>) {
     }
 }
 
-fn check_error_response(error: &HandshakeError) {
+fn check_error_response<E: ErrorResponse + std::fmt::Debug>(error: &E) {
     let mut out = Vec::new();
     write_error_response(&mut out, error);
     assert!((400..600).contains(&error.status()), "{error:?}");

@@ -34,6 +34,8 @@ use std::fmt::{self, Write as _};
 
 /// Every code of the protocol, as PROTOCOL.md numbers them.
 pub mod codes {
+    use crate::protocol::CloseCode;
+
     /// Client AUTH: bind the connection to a user id.
     pub const AUTH: i64 = 10000;
     /// Client PEER text message (the seed's `MessageCode.MESS_CODE`).
@@ -90,6 +92,12 @@ pub mod codes {
     pub const ERROR_TOO_LARGE: i64 = 41300;
     /// ERROR 42900: over `--rate-limit`; the message was dropped.
     pub const ERROR_RATE_LIMITED: i64 = 42900;
+
+    /// WebSocket close 4000 (in RFC 6455 7.4.2's 4000-4999, "reserved for
+    /// private use"): no sign of life for two heartbeat intervals plus grace.
+    pub const CLOSE_HEARTBEAT_TIMEOUT: CloseCode = CloseCode(4000);
+    /// WebSocket close 4001: no AUTH within `--auth-timeout`.
+    pub const CLOSE_AUTH_TIMEOUT: CloseCode = CloseCode(4001);
 }
 
 /// A user id: 1 to [`UserId::MAX_LEN`] characters of `A-Z a-z 0-9 _ . @ -`.

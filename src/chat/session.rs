@@ -241,9 +241,9 @@ impl Reader<'_> {
             if now >= deadline {
                 match self.conn.state() {
                     State::Open if self.session.user.get().is_none() => {
-                        self.close(CloseCode::AUTH_TIMEOUT, "no AUTH in time");
+                        self.close(codes::CLOSE_AUTH_TIMEOUT, "no AUTH in time");
                     }
-                    State::Open => self.close(CloseCode::HEARTBEAT_TIMEOUT, "no sign of life"),
+                    State::Open => self.close(codes::CLOSE_HEARTBEAT_TIMEOUT, "no sign of life"),
                     _ => return,
                 }
                 continue;

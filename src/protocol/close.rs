@@ -7,7 +7,9 @@
 
 use std::fmt;
 
-/// A close status code (RFC 6455 7.4).
+/// A close status code (RFC 6455 7.4). The constants are the codes RFC 6455
+/// 7.4.1 defines; an application's own codes (4000-4999, 7.4.2) live with
+/// the application (the chat's are in `chat::message::codes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CloseCode(pub u16);
 
@@ -32,10 +34,6 @@ impl CloseCode {
     pub const MESSAGE_TOO_BIG: CloseCode = CloseCode(1009);
     /// 1011: the server met an unexpected condition.
     pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
-    /// 4000: SocketBox: no sign of life for two heartbeat intervals plus grace.
-    pub const HEARTBEAT_TIMEOUT: CloseCode = CloseCode(4000);
-    /// 4001: SocketBox: no AUTH within `--auth-timeout`.
-    pub const AUTH_TIMEOUT: CloseCode = CloseCode(4001);
 
     /// May a peer put this code in a Close frame?
     ///

@@ -36,7 +36,6 @@ use super::frame::{
     write_frame, FrameHeader, HeaderError, HeaderParse, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
 };
 use super::mask::apply_mask;
-use super::trace::{self, FrameTracer};
 use super::utf8::Utf8Validator;
 
 /// How many bytes the read buffer offers per read.
@@ -217,6 +216,34 @@ impl FrameInProgress {
     }
 }
 
+/// Watches the frames a [`Connection`] receives, as it parses them: what
+/// `--trace` is made of (`trace::FrameTracer` implements it). The
+/// connection only reports; it never depends on what an observer does.
+pub trait FrameObserver: fmt::Debug {
+    /// A frame header has been parsed.
+    fn frame_started(&mut self, header: FrameHeader);
+    /// Payload bytes of the current frame, as received (still masked),
+    /// starting `offset` bytes into its payload.
+    fn payload(&mut self, offset: usize, wire: &[u8]);
+    /// Bytes that are not the start of any valid frame header; the frame
+    /// ends with [`FrameObserver::frame_done`] like any other.
+    fn bad_header(&mut self, bytes: &[u8]);
+    /// The current frame has ended: `before` is the connection's state when
+    /// its last bytes arrived, `result` what processing them gave, and
+    /// `message_so_far` the length of the fragmented message being assembled.
+    fn frame_done(
+        &mut self,
+        before: State,
+        result: Result<Option<&Event>, &ProtocolError>,
+        message_so_far: usize,
+    );
+    /// What the application did with the message the connection just
+    /// handed it (see [`Connection::trace_note`]).
+    fn note(&mut self, note: &str);
+    /// The observer's finished records since the last call, oldest first.
+    fn take_records(&mut self) -> Vec<String>;
+}
+
 /// The server side of one WebSocket connection.
 #[derive(Debug)]
 pub struct Connection {
@@ -239,8 +266,8 @@ pub struct Connection {
     close_at: Option<usize>,
     /// The code of the peer's Close, when it began the closing handshake.
     peer_began_closing: Option<CloseCode>,
-    /// `--trace`: the record of the frames received, when tracing is on.
-    trace: Option<Box<FrameTracer>>,
+    /// `--trace`: who watches the frames received, when tracing is on.
+    trace: Option<Box<dyn FrameObserver + Send>>,
 }
 
 impl Connection {
@@ -264,20 +291,19 @@ impl Connection {
         }
     }
 
-    /// `--trace`: from now on, describe every frame received, field by
-    /// field, with what the connection did with it ([`trace`] has the
-    /// format); [`Self::take_trace`] hands the descriptions out. Each starts
-    /// with `[label]`.
-    pub fn trace_frames(&mut self, label: &str) {
-        self.trace = Some(Box::new(FrameTracer::new(label)));
+    /// From now on, report every frame received to `observer`
+    /// (`--trace` passes a `trace::FrameTracer`, through
+    /// `Connection::trace_frames`); [`Self::take_trace`] hands its records out.
+    pub fn observe_frames(&mut self, observer: Box<dyn FrameObserver + Send>) {
+        self.trace = Some(observer);
     }
 
-    /// The descriptions of the frames received since the last call, oldest
-    /// first; empty when tracing is off.
+    /// The observer's records since the last call, oldest first; empty when
+    /// no observer is set.
     pub fn take_trace(&mut self) -> Vec<String> {
         self.trace
             .as_deref_mut()
-            .map(FrameTracer::take)
+            .map(FrameObserver::take_records)
             .unwrap_or_default()
     }
 
@@ -325,27 +351,27 @@ impl Connection {
 
     /// How many payload bytes may be read straight into the message being
     /// assembled with [`Self::read_payload_with`], skipping the read buffer:
-    /// `Some` only inside a data frame whose payload is still arriving, with
-    /// no input buffered, while open. (RFC 6455 5.2: the payload follows the
-    /// header as-is, so the next bytes on the wire can only be this frame's
-    /// payload, up to its length.)
+    /// `Some` only inside a binary message's frame whose payload is still
+    /// arriving, with no input buffered, while open. (RFC 6455 5.2: the
+    /// payload follows the header as-is, so the next bytes on the wire can
+    /// only be this frame's payload, up to its length.)
+    ///
+    /// Never for text: its bytes are checked for UTF-8 as each read brings
+    /// them, so that bad text fails the connection at once (RFC 6455 8.1:
+    /// "When an endpoint is to interpret a byte stream as UTF-8 but finds
+    /// that the byte stream is not, in fact, a valid UTF-8 stream, that
+    /// endpoint MUST _Fail the WebSocket Connection_"), and an I/O layer
+    /// that waits to fill the room in one go would delay that.
     pub fn direct_payload_room(&self) -> Option<usize> {
         let frame = self.frame.as_ref()?;
         let open = self.state == State::Open;
         let data = !frame.header.opcode.is_control();
-        if !open || !data || self.start != self.end || self.message_kind.is_none() {
+        let binary = self.message_kind == Some(MessageKind::Binary);
+        if !open || !data || !binary || self.start != self.end {
             return None;
         }
         let room = frame.remaining() - self.unchecked_payload as u64;
         (room > 0).then_some(room as usize)
-    }
-
-    /// Whether the message being assembled is text: its bytes are checked
-    /// for UTF-8 as they arrive, so that bad text fails the connection at
-    /// once (RFC 6455 8.1), and an I/O layer that waits to fill
-    /// [`Self::direct_payload_room`] in one go would delay that.
-    pub fn is_receiving_text(&self) -> bool {
-        self.message_kind == Some(MessageKind::Text)
     }
 
     /// Let `read` append received bytes to the message itself, saving a
@@ -556,7 +582,7 @@ impl Connection {
     fn trace_frame_end(&mut self, before: State, handled: &Result<Option<Event>, ProtocolError>) {
         if let Some(tracer) = self.trace.as_deref_mut() {
             let handled = handled.as_ref().map(Option::as_ref);
-            tracer.frame_done(&trace::outcome(before, handled, self.message.len()));
+            tracer.frame_done(before, handled, self.message.len());
         }
     }
 
@@ -867,6 +893,76 @@ mod tests {
 
     fn conn() -> Connection {
         Connection::new(Config { max_message: 1000 })
+    }
+
+    /// An observer that writes down each call, to check what the connection
+    /// reports without the `--trace` format.
+    #[derive(Debug, Default)]
+    struct Recorder(Vec<String>);
+
+    impl FrameObserver for Recorder {
+        fn frame_started(&mut self, header: FrameHeader) {
+            self.0
+                .push(format!("start {:?} {}", header.opcode, header.payload_len));
+        }
+        fn payload(&mut self, offset: usize, wire: &[u8]) {
+            self.0.push(format!("payload {offset} {}", wire.len()));
+        }
+        fn bad_header(&mut self, bytes: &[u8]) {
+            self.0.push(format!("bad {}", bytes.len()));
+        }
+        fn frame_done(
+            &mut self,
+            before: State,
+            result: Result<Option<&Event>, &ProtocolError>,
+            message_so_far: usize,
+        ) {
+            let what = match result {
+                Ok(Some(_)) => "event".to_owned(),
+                Ok(None) => "none".to_owned(),
+                Err(error) => error.close_code().to_string(),
+            };
+            self.0
+                .push(format!("done {before:?} {what} {message_so_far}"));
+        }
+        fn note(&mut self, note: &str) {
+            self.0.push(format!("note {note}"));
+        }
+        fn take_records(&mut self) -> Vec<String> {
+            std::mem::take(&mut self.0)
+        }
+    }
+
+    #[test]
+    fn an_observer_sees_every_frame_and_note() {
+        let mut c = conn();
+        assert!(c.take_trace().is_empty());
+        c.observe_frames(Box::<Recorder>::default());
+        let mut input = frame(false, 0x1, b"He");
+        input.extend(frame(true, 0x0, b"llo"));
+        c.receive(&input);
+        assert_eq!(
+            events(&mut c),
+            Ok(vec![Event::Message(Message::Text("Hello".into()))])
+        );
+        c.trace_note(|| "echoed".to_owned());
+        // A 16-bit length of 5: not in its shortest form.
+        c.receive(&[0x82, 0xfe, 0x00, 0x05, 0, 0, 0, 0]);
+        assert!(events(&mut c).is_err());
+        assert_eq!(
+            c.take_trace(),
+            [
+                "start Text 2",
+                "payload 0 2",
+                "done Open none 2",
+                "start Continuation 3",
+                "payload 0 3",
+                "done Open event 0",
+                "note echoed",
+                "bad 8",
+                "done Open 1002 0",
+            ]
+        );
     }
 
     fn close_code_sent(conn: &Connection) -> u16 {
@@ -1339,7 +1435,10 @@ mod tests {
         let mut c = Connection::new(Config {
             max_message: 1 << 20,
         });
-        let events = feed_direct(&mut c, &stream, 4096);
+        c.receive(&stream[..8 + 100]);
+        assert_eq!(events(&mut c), Ok(vec![]));
+        assert_eq!(c.direct_payload_room(), None, "text is never read direct");
+        let events = feed_direct(&mut c, &stream[108..], 4096);
         assert_eq!(events, vec![Err(ProtocolError::InvalidUtf8)]);
         assert_eq!(close_code_sent(&c), 1007);
         assert_eq!(c.direct_payload_room(), None);

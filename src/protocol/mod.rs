@@ -4,7 +4,9 @@
 //!
 //! | module | RFC 6455 | owns |
 //! | --- | --- | --- |
-//! | [`handshake`] | 4.1, 4.2 | the HTTP/1.1 Upgrade request and the 101 response |
+//! | [`http`] | (RFC 9112) | HTTP/1.1 request heads and responses, the layer under the handshake |
+//! | [`handshake`] | 4.1, 4.2, 9.1 | the Upgrade request, its extension offers and the 101 response |
+//! | [`origin`] | 10.2 | the `--allowed-origin` policy |
 //! | [`frame`] | 5.2 | the frame header: parse and write |
 //! | [`mask`] | 5.3 | client-to-server masking |
 //! | [`utf8`] | 5.6, 8.1 | incremental, fail-fast UTF-8 validation |
@@ -16,7 +18,9 @@ pub mod close;
 pub mod connection;
 pub mod frame;
 pub mod handshake;
+pub mod http;
 pub mod mask;
+pub mod origin;
 pub mod trace;
 pub mod utf8;
 

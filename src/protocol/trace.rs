@@ -23,8 +23,8 @@
 //!
 //! - [`describe`] formats one frame; [`describe_frames`] every frame in a
 //!   buffer of complete frames (what the server writes).
-//! - [`FrameTracer`] is what a [`Connection`](super::Connection) keeps while
-//!   tracing is on (see [`Connection::trace_frames`](super::Connection::trace_frames)):
+//! - [`FrameTracer`] is the [`FrameObserver`] a [`Connection`] keeps while
+//!   tracing is on (see [`Connection::trace_frames`]):
 //!   it collects each received frame's header and payload preview as the
 //!   bytes arrive, and, when the frame ends, the `action` line saying what
 //!   the connection did with it ([`outcome`]). The application may add what
@@ -37,7 +37,7 @@
 use std::fmt::Write as _;
 
 use super::close::CloseCode;
-use super::connection::{Event, Message, ProtocolError, State};
+use super::connection::{Connection, Event, FrameObserver, Message, ProtocolError, State};
 use super::frame::{FrameHeader, HeaderParse, OpCode, MAX_HEADER_LEN};
 use super::mask::apply_mask;
 
@@ -235,8 +235,8 @@ enum Record {
     Unparseable(Vec<u8>),
 }
 
-/// The trace of the frames one connection receives. A
-/// [`Connection`](super::Connection) with tracing on feeds it as it parses;
+/// The trace of the frames one connection receives. A [`Connection`] with
+/// tracing on feeds it as it parses, as its [`FrameObserver`];
 /// the shell collects finished blocks with [`FrameTracer::take`].
 #[derive(Debug, Clone)]
 pub struct FrameTracer {
@@ -289,7 +289,7 @@ impl FrameTracer {
                 hex(&bytes, MAX_HEADER_LEN)
             ),
         };
-        self.push(format!("{block}\n    action   {action}"));
+        self.push_block(format!("{block}\n    action   {action}"));
     }
 
     /// Bytes that are not the start of any valid frame header; the record
@@ -309,7 +309,7 @@ impl FrameTracer {
                 last.push_str(" -> ");
                 last.push_str(note);
             }
-            None => self.push(format!("-> {note}")),
+            None => self.push_block(format!("-> {note}")),
         }
     }
 
@@ -330,12 +330,53 @@ impl FrameTracer {
         blocks
     }
 
-    fn push(&mut self, block: String) {
+    fn push_block(&mut self, block: String) {
         if self.done.len() >= MAX_PENDING {
             self.done.remove(0);
             self.dropped += 1;
         }
         self.done.push(format!("[{}] {block}", self.label));
+    }
+}
+
+impl FrameObserver for FrameTracer {
+    fn frame_started(&mut self, header: FrameHeader) {
+        FrameTracer::frame_started(self, header);
+    }
+
+    fn payload(&mut self, offset: usize, wire: &[u8]) {
+        FrameTracer::payload(self, offset, wire);
+    }
+
+    fn bad_header(&mut self, bytes: &[u8]) {
+        FrameTracer::bad_header(self, bytes);
+    }
+
+    fn frame_done(
+        &mut self,
+        before: State,
+        result: Result<Option<&Event>, &ProtocolError>,
+        message_so_far: usize,
+    ) {
+        FrameTracer::frame_done(self, &outcome(before, result, message_so_far));
+    }
+
+    fn note(&mut self, note: &str) {
+        FrameTracer::note(self, note);
+    }
+
+    fn take_records(&mut self) -> Vec<String> {
+        self.take()
+    }
+}
+
+impl Connection {
+    /// `--trace`: from now on, describe every frame received, field by
+    /// field, with what the connection did with it (this module has the
+    /// format); [`Connection::take_trace`] hands the descriptions out. Each
+    /// starts with `[label]`.
+    pub fn trace_frames(&mut self, label: &str) {
+        self.observe_frames(Box::new(FrameTracer::new(label)));
     }
 }
 

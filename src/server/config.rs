@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::protocol::origin::OriginPolicy;
+
 /// Everything the server can be told on its command line.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -20,8 +22,9 @@ pub struct ServerConfig {
     pub auth_secret: Option<String>,
     /// Bearer token for `/api/*`; `None` turns the API off (404).
     pub admin_token: Option<String>,
-    /// Origins allowed to upgrade; empty allows any.
-    pub allowed_origins: Vec<String>,
+    /// Origins allowed to upgrade, parsed once at start-up; the default
+    /// allows any.
+    pub allowed_origins: OriginPolicy,
     /// Largest message on `/ws`.
     pub max_message: usize,
     /// Largest message on `/echo`.
@@ -59,7 +62,7 @@ impl Default for ServerConfig {
             presence_interval: Duration::from_millis(1000),
             auth_secret: None,
             admin_token: None,
-            allowed_origins: Vec::new(),
+            allowed_origins: OriginPolicy::any(),
             max_message: 65536,
             echo_max_message: 16 * 1024 * 1024,
             echo_enabled: true,

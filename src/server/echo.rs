@@ -317,13 +317,11 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Shared) {
             break;
         }
         // A binary frame's payload is read whole, straight into the message;
-        // text goes through the read buffer, read by read, so that bad
-        // UTF-8 fails the connection as soon as it arrives.
+        // the core offers no room for text, whose bytes must reach the UTF-8
+        // check read by read.
         let outcome = match conn.direct_payload_room() {
-            Some(room) if !conn.is_receiving_text() => {
-                transport::read_payload(&stream, &mut conn, room, metrics)
-            }
-            _ => transport::read_into(&stream, &mut conn, metrics),
+            Some(room) => transport::read_payload(&stream, &mut conn, room, metrics),
+            None => transport::read_into(&stream, &mut conn, metrics),
         };
         match outcome {
             ReadOutcome::Data => {}

@@ -1,6 +1,6 @@
 //! Plain HTTP over a socket: reading one request head (bounded in size and
 //! time) and writing one response. The grammar itself is parsed by
-//! [`crate::protocol::handshake`]; this module only does the I/O of RFC 9112
+//! [`crate::protocol::http`]; this module only does the I/O of RFC 9112
 //! section 2 (a message is a head, then a body of `Content-Length` bytes)
 //! and of RFC 6455 4.2.1, whose opening handshake is such a request. Every
 //! answer closes the connection (RFC 9112 9.6, `Connection: close`); the
@@ -10,7 +10,9 @@ use std::io::{self, Read};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::protocol::handshake::{self, HandshakeError, Parse, MAX_REQUEST_HEAD};
+use crate::protocol::http::{
+    parse_request, write_response, ErrorResponse, HttpError, Parse, MAX_REQUEST_HEAD,
+};
 
 use super::metrics::Metrics;
 use super::{transport, Shared};
@@ -27,7 +29,7 @@ pub struct Head {
 #[derive(Debug)]
 pub enum HeadError {
     /// The bytes are not an acceptable request: answer with this error.
-    Respond(HandshakeError),
+    Respond(HttpError),
     /// `--handshake-timeout` passed before the head was complete.
     TimedOut,
     /// The peer closed or reset the connection.
@@ -55,7 +57,7 @@ pub fn read_head(
             .bytes_in
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         bytes.extend_from_slice(&chunk[..n]);
-        match handshake::parse_request(&bytes) {
+        match parse_request(&bytes) {
             Ok(Parse::Complete(_)) => return Ok(Head { bytes }),
             Ok(Parse::Partial) => {}
             Err(error) => return Err(HeadError::Respond(error)),
@@ -101,7 +103,7 @@ pub fn read_body(
     timeout: Duration,
 ) -> Result<Vec<u8>, HeadError> {
     if content_length > limit {
-        return Err(HeadError::Respond(HandshakeError::BodyTooLarge));
+        return Err(HeadError::Respond(HttpError::BodyTooLarge));
     }
     let deadline = Instant::now() + timeout;
     already.truncate(content_length);
@@ -147,7 +149,7 @@ fn send(
         shared.metrics.rejected(status);
     }
     let mut out = Vec::with_capacity(128 + body.len());
-    handshake::write_response(&mut out, status, content_type, extra_headers, body);
+    write_response(&mut out, status, content_type, extra_headers, body);
     if head_only {
         // RFC 9110 9.3.2: "the server MUST NOT send content in the response"
         // to a HEAD; the head keeps the GET body's Content-Length (8.6).
@@ -203,7 +205,7 @@ impl<'s> Reply<'s> {
     }
 
     /// Answer a failed handshake with its status, headers and reason.
-    pub fn error(&mut self, error: &HandshakeError) {
+    pub fn error(&mut self, error: &dyn ErrorResponse) {
         self.send(
             error.status(),
             "text/plain; charset=utf-8",
@@ -214,7 +216,7 @@ impl<'s> Reply<'s> {
 }
 
 /// Answer a failed handshake with its status, headers and reason.
-pub fn respond_error(stream: &mut TcpStream, shared: &Shared, error: &HandshakeError) {
+pub fn respond_error(stream: &mut TcpStream, shared: &Shared, error: &dyn ErrorResponse) {
     respond(
         stream,
         shared,

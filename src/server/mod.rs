@@ -36,7 +36,8 @@ pub use config::ServerConfig;
 use metrics::Metrics;
 
 use crate::chat::{self, Hub};
-use crate::protocol::handshake::{self, Request};
+use crate::protocol::handshake;
+use crate::protocol::http::{parse_request, write_response, Parse, Request};
 
 /// What a request path leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,7 +319,7 @@ fn refuse(mut stream: TcpStream, shared: &Shared, status: u16, reason: &str) {
     shared.metrics.rejected(status);
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
     let mut out = Vec::new();
-    handshake::write_response(
+    write_response(
         &mut out,
         status,
         "text/plain; charset=utf-8",
@@ -430,10 +431,10 @@ fn answer_request(stream: &mut TcpStream, shared: &Arc<Shared>) -> Option<(Route
         }
         Err(http::HeadError::Closed) => return None,
     };
-    let request = match handshake::parse_request(&head.bytes) {
-        Ok(handshake::Parse::Complete(request)) => request,
+    let request = match parse_request(&head.bytes) {
+        Ok(Parse::Complete(request)) => request,
         // read_head only returns once parse_request said Complete.
-        Ok(handshake::Parse::Partial) => return None,
+        Ok(Parse::Partial) => return None,
         Err(error) => {
             http::respond_error(stream, shared, &error);
             return None;
@@ -595,7 +596,7 @@ fn upgrade<'a>(
             return None;
         }
     };
-    if !handshake::origin_allowed(upgrade.origin, &shared.config.allowed_origins) {
+    if !shared.config.allowed_origins.allows(upgrade.origin) {
         reply.send(403, "text/plain; charset=utf-8", &[], b"origin not allowed");
         return None;
     }
