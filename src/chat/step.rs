@@ -319,13 +319,20 @@ mod tests {
     #[test]
     fn invalid_ids_get_40002_and_bind_nothing() {
         let mut registry = FakeRegistry::default();
+        let too_long = format!(r#"{{"code":10000,"id":"{}"}}"#, "x".repeat(65));
         for request in [
             r#"{"code":10000}"#,
             r#"{"code":10000,"id":""}"#,
-            r#"{"code":10000,"id":"has space"}"#,
+            r#"{"code":10000,"id":"a b"}"#,
+            r#"{"code":10000,"id":"é"}"#,
+            r#"{"code":10000,"id":"a/b"}"#,
+            &too_long,
             r#"{"code":10000,"id":-1}"#,
             r#"{"code":10000,"id":1.5}"#,
+            r#"{"code":10000,"id":null}"#,
             r#"{"code":10000,"id":true}"#,
+            r#"{"code":10000,"id":["alice"]}"#,
+            r#"{"code":10000,"id":{"id":"alice"}}"#,
         ] {
             let replies = replies(&run(None, request, None, &mut registry));
             assert_eq!(replies.len(), 1, "{request}");
@@ -344,6 +351,11 @@ mod tests {
         let request = format!(r#"{{"code":10000,"id":"alice","token":"{token}"}}"#);
         let actions = run(None, &request, Some("s3cret"), &mut registry);
         assert_eq!(actions, vec![Action::Bind(id("alice"))]);
+        // An integer id signs its decimal string.
+        let token = token::mint("s3cret", "42", NOW_MS / 1000 + 60);
+        let request = format!(r#"{{"code":10000,"id":42,"token":"{token}"}}"#);
+        let actions = run(None, &request, Some("s3cret"), &mut registry);
+        assert_eq!(actions, vec![Action::Bind(id("42"))]);
     }
 
     #[test]
@@ -353,7 +365,10 @@ mod tests {
         let for_bob = token::mint("s3cret", "bob", now + 60);
         let other_secret = token::mint("other", "alice", now + 60);
         let expired = token::mint("s3cret", "alice", now - 1);
+        let uppercase = token::mint("s3cret", "alice", now + 60).to_uppercase();
         for request in [
+            format!(r#"{{"code":10000,"id":"alice","token":"{uppercase}"}}"#),
+            r#"{"code":10000,"id":"alice","token":""}"#.to_owned(),
             r#"{"code":10000,"id":"alice"}"#.to_owned(),
             format!(r#"{{"code":10000,"id":"alice","token":"{for_bob}"}}"#),
             format!(r#"{{"code":10000,"id":"alice","token":"{other_secret}"}}"#),
@@ -434,6 +449,45 @@ mod tests {
     }
 
     #[test]
+    fn an_integer_id_is_its_decimal_string_as_recipient_and_as_sender() {
+        let mut registry = FakeRegistry {
+            online: vec![("42", 1)],
+            ..FakeRegistry::default()
+        };
+        for to in ["\"42\"", "42"] {
+            let request = format!(r#"{{"code":10002,"data":{{"to":{to}}}}}"#);
+            assert!(run(Some("alice"), &request, None, &mut registry).is_empty());
+        }
+        assert!(run(
+            Some("42"),
+            r#"{"code":10002,"data":{"to":42}}"#,
+            None,
+            &mut registry
+        )
+        .is_empty());
+        let sent: Vec<_> = registry
+            .delivered
+            .iter()
+            .map(|(to, message)| {
+                let body = &message["body"];
+                (
+                    to.clone().unwrap(),
+                    body["to"].clone(),
+                    body["from"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            sent,
+            vec![
+                ("42".to_owned(), Value::from("42"), Value::from("alice")),
+                ("42".to_owned(), Value::from("42"), Value::from("alice")),
+                ("42".to_owned(), Value::from("42"), Value::from("42")),
+            ]
+        );
+    }
+
+    #[test]
     fn peer_that_reaches_no_session_is_40400() {
         let mut registry = FakeRegistry {
             online: vec![("bob", 0)],
@@ -456,9 +510,13 @@ mod tests {
         let mut registry = FakeRegistry::default();
         for request in [
             r#"{"code":10002}"#,
-            r#"{"code":10002,"data":"bob"}"#,
+            r#"{"code":10002,"data":null}"#,
+            r#"{"code":10002,"data":"plain text"}"#,
+            r#"{"code":10002,"data":[1,2]}"#,
             r#"{"code":10002,"data":{}}"#,
-            r#"{"code":10002,"data":{"to":"no spaces"}}"#,
+            r#"{"code":10002,"data":{"to":"a b"}}"#,
+            r#"{"code":10002,"data":{"to":-5}}"#,
+            r#"{"code":10002,"data":{"to":null}}"#,
         ] {
             let replies = replies(&run(Some("alice"), request, None, &mut registry));
             assert_eq!(replies.len(), 1, "{request}");
@@ -518,10 +576,20 @@ mod tests {
         let mut registry = FakeRegistry::default();
         for (request, expected) in [
             ("not json", codes::ERROR_BAD_REQUEST),
-            ("[1,2]", codes::ERROR_BAD_REQUEST),
+            ("", codes::ERROR_BAD_REQUEST),
+            ("{\"code\":10015", codes::ERROR_BAD_REQUEST),
+            ("[10015]", codes::ERROR_BAD_REQUEST),
+            ("10015", codes::ERROR_BAD_REQUEST),
+            ("\"code\"", codes::ERROR_BAD_REQUEST),
+            ("null", codes::ERROR_BAD_REQUEST),
             ("{}", codes::ERROR_BAD_REQUEST),
-            (r#"{"code":"10000"}"#, codes::ERROR_BAD_REQUEST),
-            (r#"{"code":99999}"#, codes::ERROR_UNKNOWN_CODE),
+            (r#"{"id":"alice"}"#, codes::ERROR_BAD_REQUEST),
+            (r#"{"code":"10015"}"#, codes::ERROR_BAD_REQUEST),
+            (r#"{"code":null}"#, codes::ERROR_BAD_REQUEST),
+            (r#"{"code":[10015]}"#, codes::ERROR_BAD_REQUEST),
+            (r#"{'code':'10015'}"#, codes::ERROR_BAD_REQUEST),
+            (r#"{"code":12345}"#, codes::ERROR_UNKNOWN_CODE),
+            (r#"{"code":-1}"#, codes::ERROR_UNKNOWN_CODE),
             (r#"{"code":10000.5}"#, codes::ERROR_UNKNOWN_CODE),
         ] {
             for user in [None, Some("alice")] {
