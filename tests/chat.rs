@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tungstenite::Message;
 
-use common::{client_frame, eventually, extend_code, raw_upgrade, Client, Server};
+use common::{
+    client_frame, eventually, extend_code, raw_request, raw_upgrade, upgrade_request, Client,
+    Server,
+};
 
 /// Milliseconds since the Unix epoch, the clock of MESSAGE `time`.
 fn now_ms() -> u64 {
@@ -633,28 +636,6 @@ fn a_slow_consumer_is_dropped_without_slowing_anyone_else() {
 
 // ---------------------------------------------------------------- HTTP side of /ws
 
-fn upgrade_request(path: &str, extra_headers: &str) -> String {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
-    )
-}
-
-/// Send an upgrade request and return the response head.
-fn upgrade_head(server: &Server, request: &str) -> String {
-    let mut stream = server.raw();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
-}
-
 #[test]
 fn allowed_origin_refuses_other_origins_with_403() {
     let server = Server::start(&["--allowed-origin", "http://good.example"]);
@@ -662,7 +643,7 @@ fn allowed_origin_refuses_other_origins_with_403() {
         let header = origin
             .map(|o| format!("Origin: {o}\r\n"))
             .unwrap_or_default();
-        let head = upgrade_head(&server, &upgrade_request("/ws", &header));
+        let (_, head) = raw_request(&server, &upgrade_request("/ws", &header));
         head.split(' ').nth(1).unwrap_or("none").to_owned()
     };
     assert_eq!(status(Some("http://evil.example")), "403");
@@ -672,7 +653,7 @@ fn allowed_origin_refuses_other_origins_with_403() {
     assert_eq!(status(Some("http://good.example")), "101");
     assert_eq!(status(Some("http://GOOD.example")), "101");
     assert_eq!(status(None), "101", "no Origin: not a browser");
-    let websocket = upgrade_head(
+    let (_, websocket) = raw_request(
         &server,
         &upgrade_request("/websocket", "Origin: http://evil.example\r\n"),
     );
@@ -690,42 +671,6 @@ fn the_websocket_alias_speaks_the_same_protocol() {
     assert_eq!(message_body(&alice.event(), 30001)["data"]["text"], "hi");
     alice.send_json(&peer(json!("bob"), json!({"text": "hey"})));
     assert_eq!(message_body(&bob.event(), 30001)["data"]["text"], "hey");
-}
-
-#[test]
-fn subprotocol_socketbox_v1_is_selected_when_offered() {
-    let server = Server::start(&[]);
-    assert_eq!(
-        server
-            .ws_with("/ws", Some("socketbox.v1"))
-            .protocol
-            .as_deref(),
-        Some("socketbox.v1")
-    );
-    // Offered among others (tungstenite cannot check a list, so by hand).
-    let head = upgrade_head(
-        &server,
-        &upgrade_request("/ws", "Sec-WebSocket-Protocol: chat, socketbox.v1\r\n"),
-    );
-    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("\r\nsec-websocket-protocol: socketbox.v1\r\n"),
-        "{head}"
-    );
-    let mut plain = server.ws("/ws");
-    assert_eq!(plain.protocol, None);
-    plain.auth(json!("alice"));
-    // Offered only something else: upgraded, no subprotocol.
-    let head = upgrade_head(
-        &server,
-        &upgrade_request("/ws", "Sec-WebSocket-Protocol: chat\r\n"),
-    );
-    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
-    assert!(
-        !head.to_ascii_lowercase().contains("sec-websocket-protocol"),
-        "{head}"
-    );
 }
 
 #[test]
