@@ -566,6 +566,7 @@ mod tests {
             let pong = replies(&run(user, r#"{"code":10015}"#, None, &mut registry));
             assert_eq!(pong.len(), 1);
             assert_eq!(pong[0]["code"], codes::SERVER_PONG);
+            assert!(pong[0]["body"].is_null() && pong[0]["extend"].is_null());
             assert!(run(user, r#"{"code":10016}"#, None, &mut registry).is_empty());
         }
         assert!(registry.delivered.is_empty());
