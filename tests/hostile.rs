@@ -17,7 +17,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{client_frame, eventually, read_close_code, read_frame, upgrade_request, Server};
+use common::{
+    client_frame, eventually, read_close_code, read_frame, trickle, upgrade_request, Server,
+};
 use serde_json::{json, Value};
 
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -176,35 +178,6 @@ fn raw_auth(stream: &mut TcpStream, id: &str) {
     }
 }
 
-/// Trickle `request` one byte every 100 ms until the server answers or
-/// closes, at most 10 s. Returns the bytes sent and the answer.
-fn trickle(mut stream: TcpStream, request: String) -> (usize, String) {
-    stream
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    let mut sent = 0;
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 512];
-    for byte in request.bytes() {
-        if Instant::now() >= deadline || stream.write_all(&[byte]).is_err() {
-            break;
-        }
-        sent += 1;
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                answer.extend_from_slice(&buf[..n]);
-                let _ = stream.read_to_end(&mut answer);
-                break;
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(_) => break,
-        }
-    }
-    (sent, String::from_utf8_lossy(&answer).into_owned())
-}
-
 #[test]
 fn slowloris_clients_at_the_connection_limit_lose_their_slots_at_the_handshake_timeout() {
     let server = Server::start(&["--max-connections", "3", "--handshake-timeout", "2"]);
@@ -213,7 +186,7 @@ fn slowloris_clients_at_the_connection_limit_lose_their_slots_at_the_handshake_t
     let slow: Vec<_> = (0..3)
         .map(|_| {
             let (stream, request) = (connect(addr), request.clone());
-            thread::spawn(move || trickle(stream, request))
+            thread::spawn(move || trickle(stream, &request, Duration::from_millis(100), PATIENCE))
         })
         .collect();
     // The three trickling clients hold every slot (the accept loop takes

@@ -9,7 +9,8 @@
 //! | [`token`] | HMAC-SHA1 (RFC 2104) and the `EXP.HEX` AUTH tokens |
 //! | [`registry`] | the mutex-guarded map from user id to sessions |
 //! | [`outbox`] | each session's bounded outbound queue and writer thread |
-//! | [`session`] | one `/ws` connection's reader: requests in, replies out |
+//! | [`step`] | what one request does, as data: replies, deliveries, bind, close |
+//! | [`session`] | one `/ws` connection's reader: frames in, the step's actions carried out |
 //! | [`api`] | `/api/online`, `/api/push`, `/api/broadcast` |
 //!
 //! [`Hub`] ties them together: it is the chat state the server shares
@@ -21,6 +22,7 @@ pub mod message;
 pub mod outbox;
 pub mod registry;
 pub mod session;
+pub mod step;
 pub mod token;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};

@@ -1,5 +1,7 @@
 //! One `/ws` connection: its reader thread reads frames through the
-//! protocol core, decodes SocketBox requests, and answers or routes them.
+//! protocol core and hands each text message to [`super::step`], which
+//! decides what the request does; this shell carries that out against the
+//! registry, the outboxes and the connection.
 //! Everything it sends goes through the session's [`Outbox`], so its replies
 //! and the messages other threads queue for it leave in one order.
 //!
@@ -17,55 +19,20 @@ use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::protocol::{CloseCode, Config, Connection, Event, Message, ProtocolError, State};
 use crate::server::live::LiveEntry;
 use crate::server::metrics::Metrics;
 use crate::server::transport::{self, ReadOutcome, CLOSE_TIMEOUT, FAILED_LINGER};
 use crate::server::{Shared, ThreadCount};
 
-use super::message::{self, codes, ClientMessage, MessageTemplate, UserId};
+use super::message::{self, codes, MessageTemplate, UserId};
 use super::outbox::{Enqueued, Outbox};
 use super::registry::Session;
-use super::{token, unix_millis, Hub};
+use super::step::{self, Action, Context, Deliver, RateLimit};
+use super::{unix_millis, Hub};
 
 /// Grace added to two heartbeat intervals before a silent session is closed.
 pub const HEARTBEAT_GRACE: Duration = Duration::from_secs(5);
-
-/// A token bucket: `rate` per second, bursts of `2 * rate`.
-#[derive(Debug)]
-struct RateLimit {
-    rate: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl RateLimit {
-    fn new(rate: u32) -> Self {
-        RateLimit {
-            rate: f64::from(rate),
-            tokens: 2.0 * f64::from(rate),
-            last: Instant::now(),
-        }
-    }
-
-    fn allow(&mut self) -> bool {
-        if self.rate == 0.0 {
-            return true;
-        }
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + refill).min(2.0 * self.rate);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
 
 /// The reader's view of its session.
 struct Reader<'a> {
@@ -113,7 +80,7 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Arc<Shared>) {
         conn: Connection::new(Config {
             max_message: config.max_message,
         }),
-        rate: RateLimit::new(config.rate_limit),
+        rate: RateLimit::new(config.rate_limit, Instant::now()),
     };
     if config.trace {
         reader
@@ -338,108 +305,35 @@ impl Reader<'_> {
         }
     }
 
-    /// One SocketBox request.
+    /// One SocketBox request: [`step::text`] decides, this carries it out.
     fn request(&mut self, text: &str) {
         if self.conn.state() != State::Open {
             return;
         }
-        if !self.rate.allow() {
-            self.reply(&message::error(
-                codes::ERROR_RATE_LIMITED,
-                "rate limit exceeded: message dropped",
-            ));
-            return;
-        }
-        let request = match message::decode(text) {
-            Ok(request) => request,
-            Err(refusal) => return self.reply(&message::request_error(&refusal)),
+        let context = Context {
+            auth_secret: self.shared.config.auth_secret.as_deref(),
+            now_millis: unix_millis(),
+            now: Instant::now(),
         };
-        match request {
-            ClientMessage::Auth { id, token } => self.auth(id, token),
-            ClientMessage::Ping => self.reply(&message::pong()),
-            ClientMessage::Pong => {}
-            ClientMessage::Peer { .. } | ClientMessage::Broadcast { .. }
-                if self.session.user.get().is_none() =>
-            {
-                self.reply(&message::auth_required());
-            }
-            ClientMessage::Peer { to, data } => {
-                let recipients = self.hub.registry.sessions_of(&to);
-                let template = self.template(codes::MESSAGE_PEER, Some(&to), &data);
-                // A session that is closing, or was dropped by this very
-                // message, took nothing: if none took it, `to` is not online.
-                let delivered = self.hub.deliver(&template, &recipients, self.metrics);
-                self.conn.trace_note(|| {
-                    format!("MESSAGE 30001 queued for {delivered} session(s) of {to}")
-                });
-                if delivered == 0 {
-                    self.reply(&message::error(
-                        codes::ERROR_NOT_ONLINE,
-                        &format!("{to} is not online"),
-                    ));
-                }
-            }
-            ClientMessage::Broadcast { data } => {
-                let mut recipients = self.hub.registry.all_sessions();
-                recipients.retain(|s| s.id != self.session.id);
-                let template = self.template(codes::MESSAGE_BROADCAST, None, &data);
-                let delivered = self.hub.deliver(&template, &recipients, self.metrics);
-                self.conn.trace_note(|| {
-                    format!("MESSAGE 30002 queued for {delivered} other session(s)")
-                });
+        let mut routes = Routes {
+            hub: self.hub,
+            metrics: self.metrics,
+            session: &self.session,
+            conn: &mut self.conn,
+        };
+        let user = self.session.user.get();
+        for action in step::text(user, &mut self.rate, text, &context, &mut routes) {
+            match action {
+                Action::Reply(text) => self.reply(&text),
+                Action::Bind(id) => self.bind(id),
+                Action::Close(code, reason) => self.close(code, reason),
             }
         }
     }
 
-    fn template(&self, kind: i64, to: Option<&UserId>, data: &Value) -> Arc<MessageTemplate> {
-        Arc::new(MessageTemplate::new(
-            kind,
-            self.session.user.get(),
-            to,
-            data,
-            unix_millis(),
-        ))
-    }
-
-    fn auth(&mut self, id: UserId, offered_token: Option<String>) {
-        if let Some(bound) = self.session.user.get() {
-            // PROTOCOL.md: the same id again answers 20002 true again; another
-            // id gets 40900 and the connection stays bound to its first id.
-            if *bound == id {
-                self.reply(&message::system(
-                    codes::SYSTEM_AUTH_RESULT,
-                    Value::Bool(true),
-                ));
-            } else {
-                self.reply(&message::error(
-                    codes::ERROR_ID_CONFLICT,
-                    &format!("this connection is already authenticated as {bound}"),
-                ));
-            }
-            return;
-        }
-        if let Some(secret) = &self.shared.config.auth_secret {
-            let now = unix_millis() / 1000;
-            let verdict = match &offered_token {
-                Some(offered) => {
-                    token::verify(secret, id.as_str(), offered, now).map_err(|e| e.to_string())
-                }
-                None => Err("a token is required".to_owned()),
-            };
-            if let Err(why) = verdict {
-                // PROTOCOL.md: 20002 false, then ERROR 40101, then Close 1008.
-                self.reply(&message::system(
-                    codes::SYSTEM_AUTH_RESULT,
-                    Value::Bool(false),
-                ));
-                self.reply(&message::error(
-                    codes::ERROR_AUTH_REJECTED,
-                    &format!("authentication rejected: {why}"),
-                ));
-                self.close(CloseCode::POLICY_VIOLATION, "authentication rejected");
-                return;
-            }
-        }
+    /// Bind the session to `id`: registered, then SYSTEM 20002 true and
+    /// 20001 queued together by the outbox.
+    fn bind(&mut self, id: UserId) {
         let _ = self.session.user.set(id.clone());
         let mut changed = false;
         let authenticated = self.session.outbox.authenticate(
@@ -459,6 +353,33 @@ impl Reader<'_> {
         if changed {
             self.hub.presence_changed(self.metrics);
         }
+    }
+}
+
+/// The registry and the other sessions' outboxes, as [`step`] reaches them.
+struct Routes<'a> {
+    hub: &'a Hub,
+    metrics: &'a Metrics,
+    session: &'a Session,
+    conn: &'a mut Connection,
+}
+
+impl Deliver for Routes<'_> {
+    fn to_user(&mut self, to: &UserId, template: Arc<MessageTemplate>) -> usize {
+        let recipients = self.hub.registry.sessions_of(to);
+        let delivered = self.hub.deliver(&template, &recipients, self.metrics);
+        self.conn
+            .trace_note(|| format!("MESSAGE 30001 queued for {delivered} session(s) of {to}"));
+        delivered
+    }
+
+    fn to_others(&mut self, template: Arc<MessageTemplate>) -> usize {
+        let mut recipients = self.hub.registry.all_sessions();
+        recipients.retain(|s| s.id != self.session.id);
+        let delivered = self.hub.deliver(&template, &recipients, self.metrics);
+        self.conn
+            .trace_note(|| format!("MESSAGE 30002 queued for {delivered} other session(s)"));
+        delivered
     }
 }
 

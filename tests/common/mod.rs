@@ -2,7 +2,7 @@
 //! with independent clients (tungstenite) or raw sockets.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -230,6 +230,40 @@ pub fn read_head(stream: &mut TcpStream) -> String {
         head.push(byte[0]);
     }
     String::from_utf8(head).expect("a UTF-8 response head")
+}
+
+/// Play a slowloris client: send `request` one byte at a time, waiting up
+/// to `pause` for an answer after each byte, until the server answers or
+/// closes, or `patience` has passed in all. Returns how many bytes were
+/// sent and the answer (read until the server closes or pauses).
+pub fn trickle(
+    mut stream: TcpStream,
+    request: &str,
+    pause: Duration,
+    patience: Duration,
+) -> (usize, String) {
+    stream.set_read_timeout(Some(pause)).unwrap();
+    let deadline = Instant::now() + patience;
+    let mut sent = 0;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 512];
+    for byte in request.bytes() {
+        if Instant::now() >= deadline || stream.write_all(&[byte]).is_err() {
+            break;
+        }
+        sent += 1;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                let _ = stream.read_to_end(&mut answer);
+                break;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    (sent, String::from_utf8_lossy(&answer).into_owned())
 }
 
 /// An upgrade request for `path` with the given extra header lines (each
