@@ -1,54 +1,20 @@
-//! A session's outbound queue and the thread that drains it to the socket.
+//! A session's outbound queue and the thread that drains it to the socket
+//! (PROTOCOL.md "Heartbeat and closing": slow consumers, and the order and
+//! `seq` of MESSAGEs; no RFC beyond 6455's framing).
 //!
-//! # Why a writer thread per session
-//!
-//! A `/ws` session has one reader thread blocked in `read()`. Messages for
-//! it come from *other* threads (senders, the presence thread, the admin
-//! API). Those must never block on this session's socket (PROTOCOL.md: a
-//! slow consumer "never blocks a sender or any other session"), so they only
-//! append to this queue, under a mutex held for a few instructions, and a
-//! writer thread does the blocking writes. std has no way to wake a thread
-//! blocked in `read()` to let it write instead (no `poll`, no signals), so
-//! the alternatives were polling with short read timeouts (latency, and
-//! wake-ups for every idle session) or a second thread. An idle writer
-//! sleeps on a condition variable; its cost is a second small stack.
-//! Measured with 1,000 idle sessions (release build, `docs/benchmarks.md`):
-//! an `/echo` connection (one thread) holds 11.6 KiB of RSS, a `/ws` session
-//! (two threads) 22.6 KiB, so the writer costs about 11 KiB per session.
-//! Polling would save that but wake 1,000 idle threads every interval and
-//! add up to an interval of latency to every message; spawning a writer on
-//! demand would make a broadcast to 5,000 sessions pay 5,000 thread spawns.
-//! Both threads share one file descriptor (`&TcpStream` is `Read + Write`).
-//!
-//! # Bounded, shared, ordered
-//!
-//! The queue counts the bytes it holds; an item that would take it past
-//! `--max-queue` drops the session as a slow consumer: the queue is emptied,
-//! a Close 1008 is put in its place, and the TCP connection is shut down
-//! within [`SLOW_CONSUMER_GRACE`] whatever the client does. A message for
-//! many recipients is one [`MessageTemplate`] behind an `Arc`: each queue
-//! holds a pointer and the recipient's `seq`, and the writer sends the
-//! shared bytes with vectored writes, never copying them per recipient.
-//! `seq` is assigned under the queue's lock, in queue order, so a receiver
-//! sees 1, 2, 3... with no gap unless the session was dropped.
-//!
-//! # Writing through
-//!
-//! Waking a writer costs a context switch, and a broadcast to 5,000
-//! sessions paid 5,000 of them (`docs/benchmarks.md`). So when a MESSAGE
-//! finds the queue empty and the writer asleep, the sending thread writes
-//! it to the socket itself, under the queue's lock (so nothing can get
-//! ahead of it), and *without blocking*: the descriptor is switched to
-//! non-blocking mode for that one `writev` and back. A healthy client's
-//! socket buffer takes the frame whole and no writer wakes; whatever the
-//! kernel does not take is queued for the writer, so a slow consumer still
-//! never blocks a sender. (The rest of a frame cut short this way is sent
-//! before anything else, even the Close of a slow consumer dropped right
-//! after: half a frame followed by anything else would corrupt the
-//! stream.) The mode belongs to the
-//! descriptor the reader shares: a reader that enters `read()` during
-//! that instant gets `WouldBlock`, which it treats as a read timeout and
-//! reads again.
+//! Other threads (senders, the presence thread, the admin API) only append
+//! to the queue, under a mutex held for a few instructions; the session's
+//! writer thread does the blocking writes, so a slow consumer never blocks
+//! a sender. The queue is bounded by `--max-queue` bytes: past it the
+//! session is dropped, its queue replaced by a Close 1008, and its TCP
+//! connection shut down within [`SLOW_CONSUMER_GRACE`]. A MESSAGE for many
+//! recipients is one shared [`MessageTemplate`] plus each recipient's
+//! `seq`, assigned under the queue's lock in queue order. When the writer
+//! sleeps with nothing queued, the sender writes a MESSAGE through to the
+//! socket itself without blocking; the rest of a frame cut short that way
+//! goes out before anything else, or the stream would be corrupt. Why it
+//! is built this way, with the measurements: `docs/architecture.md`, "The
+//! `/ws` outbox".
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
