@@ -6,6 +6,8 @@
 //!
 //! - [`protocol`]: the sans-IO core: handshake, frames, masking, UTF-8, close
 //!   codes, message assembly. Bytes in, events out; no sockets.
+//! - [`io`]: socket I/O and lingering close, the live set for shutdown,
+//!   metrics, connection threads: what the shell and the applications share.
 //! - [`server`]: the std::net shell: accept loop, threads, routing, `/echo`.
 //! - [`chat`]: the SocketBox protocol on `/ws`: registry, routing, presence.
 //! - [`cli`]: the command line of the `socketbox` binary.
@@ -14,5 +16,6 @@
 
 pub mod chat;
 pub mod cli;
+pub mod io;
 pub mod protocol;
 pub mod server;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::server::metrics::Metrics;
+use crate::io::metrics::Metrics;
 
 use super::laxjson::{self, LaxJsonError, StackSafeValue};
 use super::message::{codes, MessageTemplate, UserId};

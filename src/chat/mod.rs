@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::server::metrics::Metrics;
+use crate::io::metrics::Metrics;
 
 use message::MessageTemplate;
 use outbox::Enqueued;

@@ -19,11 +19,12 @@ use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::io::live::LiveEntry;
+use crate::io::metrics::Metrics;
+use crate::io::threads::ThreadCount;
+use crate::io::transport::{self, ReadOutcome, CLOSE_TIMEOUT, FAILED_LINGER};
 use crate::protocol::{CloseCode, Config, Connection, Event, Message, ProtocolError, State};
-use crate::server::live::LiveEntry;
-use crate::server::metrics::Metrics;
-use crate::server::transport::{self, ReadOutcome, CLOSE_TIMEOUT, FAILED_LINGER};
-use crate::server::{Shared, ThreadCount};
+use crate::server::Shared;
 
 use super::message::{self, codes, MessageTemplate, UserId};
 use super::outbox::{Enqueued, Outbox};
@@ -140,7 +141,7 @@ impl<'a> SessionEnd<'a> {
         }
         shared.metrics.sessions.fetch_add(1, Relaxed);
         let live = shared.live.register(
-            Arc::clone(session) as Arc<dyn crate::server::live::GoingAway>,
+            Arc::clone(session) as Arc<dyn crate::io::live::GoingAway>,
             Arc::clone(stream),
             &shared.metrics,
         );

@@ -14,8 +14,9 @@ use crate::protocol::http::{
     parse_request, write_response, ErrorResponse, HttpError, Parse, MAX_REQUEST_HEAD,
 };
 
-use super::metrics::Metrics;
-use super::{transport, Shared};
+use super::Shared;
+use crate::io::metrics::Metrics;
+use crate::io::transport;
 
 /// A complete request head and any bytes that followed it.
 #[derive(Debug)]

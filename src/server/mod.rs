@@ -19,10 +19,6 @@
 pub mod config;
 pub mod echo;
 pub mod http;
-pub mod live;
-pub mod metrics;
-pub mod threads;
-pub mod transport;
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -33,9 +29,11 @@ use std::thread;
 use std::time::Duration;
 
 pub use config::ServerConfig;
-use metrics::Metrics;
 
 use crate::chat::{self, Hub};
+use crate::io::metrics::Metrics;
+use crate::io::threads::{self, thread_budget, ThreadCount};
+use crate::io::{live, transport};
 use crate::protocol::handshake;
 use crate::protocol::http::{parse_request, write_response, Parse, Request};
 
@@ -108,7 +106,7 @@ pub struct Shared {
     pub live: live::LiveSet,
     /// Open connections per client address, for `--max-connections-per-ip`.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
-    /// Most connection threads that may run at once; see [`thread_budget`].
+    /// Most connection threads that may run at once; see [`threads::thread_budget`].
     pub max_threads: u64,
     /// The threads that run connections.
     pub threads: Arc<threads::ThreadCache<Accepted>>,
@@ -122,23 +120,6 @@ impl Shared {
     pub fn thread_available(&self) -> bool {
         self.metrics.threads.load(Relaxed) < self.max_threads
     }
-}
-
-/// How many connection threads this host can map. Each thread costs four
-/// memory mappings (its stack and guard page, and std's signal stack and its
-/// guard), and Linux caps a process's mappings at `vm.max_map_count`
-/// (65,530 by default); 1,024 mappings are kept for the heap, libraries and
-/// the server's own threads.
-pub fn thread_budget() -> u64 {
-    let max_map_count = std::fs::read_to_string("/proc/sys/vm/max_map_count")
-        .ok()
-        .and_then(|text| text.trim().parse::<u64>().ok())
-        .unwrap_or(65_530);
-    threads_for_mappings(max_map_count)
-}
-
-fn threads_for_mappings(max_map_count: u64) -> u64 {
-    max_map_count.saturating_sub(1024) / 4
 }
 
 /// A bound, not yet running server.
@@ -379,23 +360,6 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// Counts a live connection thread in `socketbox_threads`.
-pub struct ThreadCount<'a>(&'a Metrics);
-
-impl<'a> ThreadCount<'a> {
-    /// Count the current thread until the guard drops.
-    pub fn enter(metrics: &'a Metrics) -> Self {
-        metrics.threads.fetch_add(1, Relaxed);
-        ThreadCount(metrics)
-    }
-}
-
-impl Drop for ThreadCount<'_> {
-    fn drop(&mut self) {
-        self.0.threads.fetch_sub(1, Relaxed);
-    }
-}
-
 /// Serve one connection, from its request head to its end.
 fn serve(mut stream: TcpStream, shared: &Arc<Shared>) {
     let _ = stream.set_write_timeout(Some(transport::CLOSE_TIMEOUT * 2));
@@ -605,18 +569,4 @@ fn upgrade<'a>(
     handshake::write_switching_protocols(&mut out, &handshake::accept_key(upgrade.key), protocol);
     transport::write_counted(reply.stream, &out, &shared.metrics).ok()?;
     Some(protocol)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thread_budget_leaves_room_for_the_process_mappings() {
-        // Measured: with 65,530 mappings the server aborted near 16,400
-        // threads; the budget stops it at 16,126 and answers 503 instead.
-        assert_eq!(threads_for_mappings(65_530), 16_126);
-        assert_eq!(threads_for_mappings(100), 0);
-        assert!(thread_budget() > 0);
-    }
 }
