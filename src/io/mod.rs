@@ -1,9 +1,15 @@
 //! The I/O layer under the server shell and its applications: socket reads
 //! and writes with the lingering close of RFC 6455 7.1.1 ([`transport`]),
-//! the set of open WebSocket connections a shutdown closes ([`live`]), the
-//! counters behind `/metrics` ([`metrics`]) and the connection threads and
-//! their budget ([`threads`]). It knows no route and no application.
+//! HTTP/1.1 request heads and responses ([`http`]), the set of open
+//! WebSocket connections a shutdown closes ([`live`]), the counters behind
+//! `/metrics` ([`metrics`]), the connection threads and their budget
+//! ([`threads`]), the settings ([`config`]) and the seam through which the
+//! shell mounts applications ([`app`]). It knows no route and no
+//! application.
 
+pub mod app;
+pub mod config;
+pub mod http;
 pub mod live;
 pub mod metrics;
 pub mod threads;

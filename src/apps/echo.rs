@@ -31,7 +31,7 @@ use crate::protocol::close::close_payload;
 use crate::protocol::frame::{write_frame, OpCode};
 use crate::protocol::{CloseCode, Config, Connection, Event, Message, State};
 
-use super::Shared;
+use crate::io::app::{Context, Upgraded, WebSocketHandler};
 use crate::io::live::GoingAway;
 use crate::io::metrics::Metrics;
 use crate::io::transport::{self, ReadOutcome, CLOSE_TIMEOUT, FAILED_LINGER};
@@ -227,9 +227,19 @@ impl GoingAway for EchoWriter {
     }
 }
 
+/// `/echo` as a WebSocket application.
+#[derive(Debug, Default)]
+pub struct Echo;
+
+impl WebSocketHandler for Echo {
+    fn serve(&self, upgraded: Upgraded<'_>) {
+        run(upgraded.stream, &upgraded.leftover, upgraded.context);
+    }
+}
+
 /// Run an upgraded `/echo` connection until it closes. `leftover` holds
 /// bytes that arrived right behind the request head.
-pub fn run(stream: TcpStream, leftover: &[u8], shared: &Shared) {
+pub fn run(stream: TcpStream, leftover: &[u8], shared: &Context) {
     let metrics = &shared.metrics;
     let mut conn = Connection::new(Config {
         max_message: shared.config.echo_max_message,
