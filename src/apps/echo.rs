@@ -13,8 +13,8 @@
 //!
 //! Writes go through an [`EchoWriter`], because one other thread may write
 //! too: the shutdown, which sends Close 1001 to every connection
-//! ([`crate::io::live`]). Both share the one socket descriptor through an `Arc`
-//! (see [`crate::io::transport`]). The shutdown must never wait for this
+//! (`crate::io::live`). Both share the one socket descriptor through an `Arc`
+//! (see `crate::io::transport`). The shutdown must never wait for this
 //! connection, whose thread may be blocked for seconds writing to a client
 //! that does not read: so the connection's thread writes outside any lock,
 //! marking the socket busy, and the shutdown either writes its Close at
@@ -342,7 +342,7 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Context) {
             ReadOutcome::TimedOut if conn.state() == State::Open => {
                 transport::close(&mut conn, CloseCode::GOING_AWAY, "idle timeout", metrics);
             }
-            ReadOutcome::TimedOut | ReadOutcome::Eof | ReadOutcome::Failed(_) => return,
+            ReadOutcome::TimedOut | ReadOutcome::Eof | ReadOutcome::Failed => return,
         }
     }
     match failed_deadline {

@@ -25,9 +25,9 @@ pub struct Context {
     /// The counters.
     pub metrics: Metrics,
     /// Open WebSocket connections, for the shutdown.
-    pub live: LiveSet,
+    pub(crate) live: LiveSet,
     /// Most connection threads that may run at once; see [`thread_budget`].
-    pub max_threads: u64,
+    pub(crate) max_threads: u64,
 }
 
 impl Context {

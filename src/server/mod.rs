@@ -8,8 +8,8 @@
 //!    thread budget *before* starting anything (a refused connection costs
 //!    no thread), and hands it to a thread with a small, explicit stack
 //!    ([`ServerConfig::thread_stack`]): one whose previous connection has
-//!    ended, or a new one ([`threads`]).
-//! 2. The thread reads the HTTP request head ([`http::read_head`]), bounded
+//!    ended, or a new one (`io::threads`).
+//! 2. The thread reads the HTTP request head (`io::http::read_head`), bounded
 //!    in bytes (8 KiB, RFC 6455 4.2.1 leaves the limit to us) and in time
 //!    (`--handshake-timeout`, so a slowloris client cannot hold a thread).
 //! 3. The [`Routes`] its builder mounted map the path to an application
@@ -100,7 +100,7 @@ const AFTER_CLOSE_ALL: Duration = Duration::from_secs(1);
 
 /// State every connection thread shares.
 #[derive(Debug)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// What the applications see of the shell.
     pub context: Arc<Context>,
     /// The mounted applications.
@@ -224,7 +224,7 @@ impl Server {
 }
 
 /// An accepted connection on its way to a thread.
-pub struct Accepted {
+pub(crate) struct Accepted {
     stream: TcpStream,
     slot: ConnectionSlot,
     shared: Arc<Shared>,
@@ -253,7 +253,7 @@ fn run_accepted(accepted: Accepted) {
 /// Stops a running [`Server`]: PROTOCOL.md "On SIGINT or SIGTERM the
 /// server stops accepting, sends Close 1001 on every open WebSocket
 /// connection, waits up to 5 s for the closing handshakes, and exits 0".
-/// Nothing in it blocks on a client ([`crate::io::live`]).
+/// Nothing in it blocks on a client (`io::live`).
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle {
     shared: Arc<Shared>,

@@ -226,7 +226,7 @@ impl Reader<'_> {
                 // PROTOCOL.md: "Every frame from the client counts as life."
                 ReadOutcome::Data => last_life = Instant::now(),
                 ReadOutcome::TimedOut => {}
-                ReadOutcome::Eof | ReadOutcome::Failed(_) => return,
+                ReadOutcome::Eof | ReadOutcome::Failed => return,
             }
             if self.session.outbox.was_dropped() {
                 return;
