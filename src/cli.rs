@@ -6,9 +6,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::chat::message::UserId;
+use crate::apps::chat::message::UserId;
+use crate::io::config::ServerConfig;
 use crate::protocol::origin::OriginPolicy;
-use crate::server::ServerConfig;
 
 /// What the command line asks for.
 #[derive(Debug, Clone)]

@@ -6,13 +6,19 @@
 //!
 //! - [`protocol`]: the sans-IO core: handshake, frames, masking, UTF-8, close
 //!   codes, message assembly. Bytes in, events out; no sockets.
-//! - [`server`]: the std::net shell: accept loop, threads, routing, `/echo`.
-//! - [`chat`]: the SocketBox protocol on `/ws`: registry, routing, presence.
+//! - [`io`]: socket I/O and lingering close, the live set for shutdown,
+//!   metrics, connection threads: what the shell and the applications share.
+//! - [`server`]: the std::net shell: accept loop, limits, routing, shutdown.
+//!   It mounts applications it does not name.
+//! - [`apps`]: the applications: the SocketBox chat on `/ws` ([`apps::chat`]:
+//!   registry, routing, presence, admin API), `/echo`, the demo page,
+//!   `/healthz` and `/metrics`, and the binary's route table.
 //! - [`cli`]: the command line of the `socketbox` binary.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod chat;
+pub mod apps;
 pub mod cli;
+pub mod io;
 pub mod protocol;
 pub mod server;

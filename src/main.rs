@@ -41,14 +41,14 @@ fn main() -> ExitCode {
             id,
             ttl_secs,
         } => {
-            let now = socketbox::chat::unix_millis() / 1000;
+            let now = socketbox::apps::chat::unix_millis() / 1000;
             println!(
                 "{}",
-                socketbox::chat::token::mint(&secret, &id, now.saturating_add(ttl_secs))
+                socketbox::apps::chat::token::mint(&secret, &id, now.saturating_add(ttl_secs))
             );
         }
         Command::Serve(config) => {
-            let server = match Server::bind(*config) {
+            let server = match socketbox::apps::standard_server(*config) {
                 Ok(server) => server,
                 Err(e) => {
                     eprintln!("socketbox: cannot listen: {e}");

@@ -153,7 +153,7 @@ fn broadcast_reaches_every_other_authenticated_session() {
 fn a_broadcast_shared_between_threads_reaches_each_session_once_in_seq_order() {
     // Over 1,024 recipients the server splits the fan-out between cores,
     // and most recipients are written to by the sender's own threads, not
-    // their writers (src/chat/outbox.rs, "Writing through").
+    // their writers (src/apps/chat/outbox.rs, "Writing through").
     const RECEIVERS: usize = 1_100;
     let server = Server::start(&[]);
     let mut sender = server.user("sender");

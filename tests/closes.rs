@@ -152,7 +152,7 @@ fn the_shutdown_counts_its_1001_and_not_the_answers() {
         listen: "127.0.0.1:0".into(),
         ..Default::default()
     };
-    let server = socketbox::server::Server::bind(config).unwrap();
+    let server = socketbox::apps::standard_server(config).unwrap();
     let addr = server.local_addr().unwrap();
     let shared = server.shared();
     let handle = server.shutdown_handle().unwrap();

@@ -18,7 +18,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use socketbox::chat::laxjson::{self, LaxJsonError};
+use socketbox::apps::chat::laxjson::{self, LaxJsonError};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

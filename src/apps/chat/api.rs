@@ -1,6 +1,7 @@
 //! The admin API (PROTOCOL.md "Endpoints"): what is online, and server
-//! pushes. The server checks the bearer token and routes here; these
-//! functions take the request body and return the JSON to answer with.
+//! pushes. [`AdminApi`] is the HTTP application: it checks the bearer token
+//! and reads the body; the functions below take the body and return the
+//! JSON to answer with.
 //!
 //! Bodies are strict JSON (they come from scripts and `curl`, not from the
 //! seed client), read with [`laxjson::parse_strict`] rather than
@@ -18,11 +19,96 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::server::metrics::Metrics;
+use crate::io::app::{Exchange, HttpHandler};
+use crate::io::metrics::Metrics;
 
 use super::laxjson::{self, LaxJsonError, StackSafeValue};
 use super::message::{codes, MessageTemplate, UserId};
 use super::{unix_millis, Hub};
+
+/// Largest body `/api/*` accepts.
+pub const MAX_API_BODY: usize = 1024 * 1024;
+
+/// Plain-text content type of short answers.
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// Which admin endpoint an [`AdminApi`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /api/online`.
+    Online,
+    /// `POST /api/push`.
+    Push,
+    /// `POST /api/broadcast`.
+    Broadcast,
+}
+
+/// One admin endpoint: off (404) without `--admin-token`, 401 without the
+/// right bearer.
+#[derive(Debug)]
+pub struct AdminApi {
+    hub: Arc<Hub>,
+    endpoint: Endpoint,
+}
+
+impl AdminApi {
+    /// `endpoint` of the chat whose state is `hub`.
+    pub fn new(hub: Arc<Hub>, endpoint: Endpoint) -> AdminApi {
+        AdminApi { hub, endpoint }
+    }
+}
+
+impl HttpHandler for AdminApi {
+    fn respond(&self, exchange: &mut Exchange<'_>) {
+        let context = exchange.context();
+        let Some(expected) = &context.config.admin_token else {
+            return exchange.send(404, TEXT, &[], b"not found");
+        };
+        let offered = exchange
+            .request()
+            .header("Authorization")
+            .and_then(bearer_token);
+        if !offered.is_some_and(|token| constant_time_eq(token.as_bytes(), expected.as_bytes())) {
+            return exchange.send(
+                401,
+                TEXT,
+                &[("WWW-Authenticate", "Bearer")],
+                b"an admin bearer token is required",
+            );
+        }
+        let json = "application/json";
+        if self.endpoint == Endpoint::Online {
+            return exchange.send(200, json, &[], online(&self.hub).as_bytes());
+        }
+        // The rest are POSTs: their answers always carry a body.
+        let Some(body) = exchange.read_body(MAX_API_BODY) else {
+            return;
+        };
+        let answer = match self.endpoint {
+            Endpoint::Push => push(&self.hub, &body, &context.metrics),
+            _ => broadcast(&self.hub, &body, &context.metrics),
+        };
+        match answer {
+            Ok(answer) => exchange.send(200, json, &[], answer.as_bytes()),
+            Err(error) => exchange.send(400, TEXT, &[], error.reason().as_bytes()),
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value (RFC 6750 2.1).
+/// RFC 9110 11.1: the scheme is "a case-insensitive token", so `bearer`
+/// and `BEARER` are the same scheme; the token is compared as sent.
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("Bearer")
+        .then_some(token.trim())
+}
+
+/// Compare secrets in time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 /// Why an API request body was refused (answered with `400`).
 #[derive(Debug, Clone, PartialEq, Eq)]

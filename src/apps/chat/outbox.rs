@@ -23,11 +23,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::io::metrics::Metrics;
+use crate::io::transport;
 use crate::protocol::close::close_payload;
 use crate::protocol::frame::{write_frame, FrameHeader, OpCode, MAX_HEADER_LEN};
 use crate::protocol::CloseCode;
-use crate::server::metrics::Metrics;
-use crate::server::transport;
 
 use super::message::{self, MessageTemplate};
 

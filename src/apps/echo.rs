@@ -13,8 +13,8 @@
 //!
 //! Writes go through an [`EchoWriter`], because one other thread may write
 //! too: the shutdown, which sends Close 1001 to every connection
-//! ([`super::live`]). Both share the one socket descriptor through an `Arc`
-//! (see [`super::transport`]). The shutdown must never wait for this
+//! (`crate::io::live`). Both share the one socket descriptor through an `Arc`
+//! (see `crate::io::transport`). The shutdown must never wait for this
 //! connection, whose thread may be blocked for seconds writing to a client
 //! that does not read: so the connection's thread writes outside any lock,
 //! marking the socket busy, and the shutdown either writes its Close at
@@ -31,10 +31,10 @@ use crate::protocol::close::close_payload;
 use crate::protocol::frame::{write_frame, OpCode};
 use crate::protocol::{CloseCode, Config, Connection, Event, Message, State};
 
-use super::live::GoingAway;
-use super::metrics::Metrics;
-use super::transport::{self, ReadOutcome, CLOSE_TIMEOUT, FAILED_LINGER};
-use super::Shared;
+use crate::io::app::{Context, Upgraded, WebSocketHandler};
+use crate::io::live::GoingAway;
+use crate::io::metrics::Metrics;
+use crate::io::transport::{self, ReadOutcome, CLOSE_TIMEOUT, FAILED_LINGER};
 
 /// Messages at least this long are echoed from where they are, by a
 /// vectored write, instead of being copied into the output behind the
@@ -227,9 +227,19 @@ impl GoingAway for EchoWriter {
     }
 }
 
+/// `/echo` as a WebSocket application.
+#[derive(Debug, Default)]
+pub struct Echo;
+
+impl WebSocketHandler for Echo {
+    fn serve(&self, upgraded: Upgraded<'_>) {
+        run(upgraded.stream, &upgraded.leftover, upgraded.context);
+    }
+}
+
 /// Run an upgraded `/echo` connection until it closes. `leftover` holds
 /// bytes that arrived right behind the request head.
-pub fn run(stream: TcpStream, leftover: &[u8], shared: &Shared) {
+pub fn run(stream: TcpStream, leftover: &[u8], shared: &Context) {
     let metrics = &shared.metrics;
     let mut conn = Connection::new(Config {
         max_message: shared.config.echo_max_message,
@@ -332,7 +342,7 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Shared) {
             ReadOutcome::TimedOut if conn.state() == State::Open => {
                 transport::close(&mut conn, CloseCode::GOING_AWAY, "idle timeout", metrics);
             }
-            ReadOutcome::TimedOut | ReadOutcome::Eof | ReadOutcome::Failed(_) => return,
+            ReadOutcome::TimedOut | ReadOutcome::Eof | ReadOutcome::Failed => return,
         }
     }
     match failed_deadline {

@@ -14,8 +14,8 @@ use crate::protocol::http::{
     parse_request, write_response, ErrorResponse, HttpError, Parse, MAX_REQUEST_HEAD,
 };
 
-use super::metrics::Metrics;
-use super::{transport, Shared};
+use crate::io::metrics::Metrics;
+use crate::io::transport;
 
 /// A complete request head and any bytes that followed it.
 #[derive(Debug)]
@@ -119,7 +119,7 @@ pub fn read_body(
 /// Send one complete response and count it if it is an error.
 pub fn respond(
     stream: &mut TcpStream,
-    shared: &Shared,
+    metrics: &Metrics,
     status: u16,
     content_type: &str,
     extra_headers: &[(&str, &str)],
@@ -127,7 +127,7 @@ pub fn respond(
 ) {
     send(
         stream,
-        shared,
+        metrics,
         false,
         status,
         content_type,
@@ -138,7 +138,7 @@ pub fn respond(
 
 fn send(
     stream: &mut TcpStream,
-    shared: &Shared,
+    metrics: &Metrics,
     head_only: bool,
     status: u16,
     content_type: &str,
@@ -146,7 +146,7 @@ fn send(
     body: &[u8],
 ) {
     if status >= 400 {
-        shared.metrics.rejected(status);
+        metrics.rejected(status);
     }
     let mut out = Vec::with_capacity(128 + body.len());
     write_response(&mut out, status, content_type, extra_headers, body);
@@ -155,7 +155,7 @@ fn send(
         // to a HEAD; the head keeps the GET body's Content-Length (8.6).
         out.truncate(out.len() - body.len());
     }
-    if transport::write_counted(stream, &out, &shared.metrics).is_ok() {
+    if transport::write_counted(stream, &out, metrics).is_ok() {
         transport::linger_close(stream);
     }
 }
@@ -166,16 +166,16 @@ fn send(
 pub struct Reply<'s> {
     /// The connection the request came on.
     pub stream: &'s mut TcpStream,
-    shared: &'s Shared,
+    metrics: &'s Metrics,
     head_only: bool,
 }
 
 impl<'s> Reply<'s> {
     /// The reply to a request made with `method`.
-    pub fn new(stream: &'s mut TcpStream, shared: &'s Shared, method: &str) -> Self {
+    pub fn new(stream: &'s mut TcpStream, metrics: &'s Metrics, method: &str) -> Self {
         Reply {
             stream,
-            shared,
+            metrics,
             head_only: method == "HEAD",
         }
     }
@@ -195,7 +195,7 @@ impl<'s> Reply<'s> {
     ) {
         send(
             self.stream,
-            self.shared,
+            self.metrics,
             self.head_only,
             status,
             content_type,
@@ -216,10 +216,10 @@ impl<'s> Reply<'s> {
 }
 
 /// Answer a failed handshake with its status, headers and reason.
-pub fn respond_error(stream: &mut TcpStream, shared: &Shared, error: &dyn ErrorResponse) {
+pub fn respond_error(stream: &mut TcpStream, metrics: &Metrics, error: &dyn ErrorResponse) {
     respond(
         stream,
-        shared,
+        metrics,
         error.status(),
         "text/plain; charset=utf-8",
         error.extra_headers(),

@@ -7,33 +7,80 @@
 //! | [`laxjson`] | the seed client's lax JSON (single-quoted strings) |
 //! | [`message`] | decoding client requests, encoding server messages |
 //! | [`token`] | HMAC-SHA1 (RFC 2104) and the `EXP.HEX` AUTH tokens |
-//! | [`registry`] | the mutex-guarded map from user id to sessions |
-//! | [`outbox`] | each session's bounded outbound queue and writer thread |
-//! | [`step`] | what one request does, as data: replies, deliveries, bind, close |
-//! | [`session`] | one `/ws` connection's reader: frames in, the step's actions carried out |
-//! | [`api`] | `/api/online`, `/api/push`, `/api/broadcast` |
+//! | `registry` | the mutex-guarded map from user id to sessions |
+//! | `outbox` | each session's bounded outbound queue and writer thread |
+//! | `step` | what one request does, as data: replies, deliveries, bind, close |
+//! | `session` | one `/ws` connection's reader: frames in, the step's actions carried out |
+//! | `api` | `/api/online`, `/api/push`, `/api/broadcast` |
 //!
 //! [`Hub`] ties them together: it is the chat state the server shares
-//! between all connection threads.
+//! between all connection threads. [`Chat`] is the WebSocket application
+//! the server mounts on `/ws`; [`Chat::mount`] creates the hub and starts
+//! its presence thread.
 
-pub mod api;
+pub(crate) mod api;
 pub mod laxjson;
 pub mod message;
-pub mod outbox;
-pub mod registry;
-pub mod session;
-pub mod step;
+pub(crate) mod outbox;
+pub(crate) mod registry;
+pub(crate) mod session;
+pub(crate) mod step;
 pub mod token;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::server::metrics::Metrics;
+use crate::io::app::{Upgraded, WebSocketHandler};
+use crate::io::config::ServerConfig;
+use crate::io::metrics::Metrics;
 
 use message::MessageTemplate;
 use outbox::Enqueued;
 use registry::{Registry, Session};
+
+/// The subprotocol `/ws` selects when the client offers it.
+pub const CHAT_SUBPROTOCOL: &str = "socketbox.v1";
+
+/// The chat as a WebSocket application.
+#[derive(Debug)]
+pub struct Chat {
+    hub: Arc<Hub>,
+}
+
+impl Chat {
+    /// A new chat: its hub, and the presence thread that serves it every
+    /// `--presence-interval`.
+    pub fn mount(config: &ServerConfig) -> std::io::Result<Chat> {
+        let hub = Arc::new(Hub::default());
+        let presence = Arc::clone(&hub);
+        let interval = config.presence_interval;
+        std::thread::Builder::new()
+            .name("presence".into())
+            .spawn(move || presence.run_presence(interval))?;
+        Ok(Chat { hub })
+    }
+
+    /// The chat state, for the admin API.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+}
+
+impl WebSocketHandler for Chat {
+    fn subprotocols(&self) -> &[&'static str] {
+        &[CHAT_SUBPROTOCOL]
+    }
+
+    fn serve(&self, upgraded: Upgraded<'_>) {
+        session::run(
+            upgraded.stream,
+            &upgraded.leftover,
+            upgraded.context,
+            &self.hub,
+        );
+    }
+}
 
 /// Recipients from which a fan-out is shared between the cores.
 const SPLIT_FAN_OUT_AT: usize = 1024;
@@ -90,7 +137,7 @@ impl Hub {
     /// A session whose queue overflows is dropped from the registry at once.
     ///
     /// Most recipients' writers sleep, so the sending thread writes the
-    /// message through to their sockets itself ([`outbox`]); a large
+    /// message through to their sockets itself (`outbox`); a large
     /// fan-out is shared with one helper thread per further core, so that
     /// all cores write.
     pub fn deliver(

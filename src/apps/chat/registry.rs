@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use crate::server::live::GoingAway;
-use crate::server::metrics::Metrics;
+use crate::io::live::GoingAway;
+use crate::io::metrics::Metrics;
 
 use super::message::UserId;
 use super::outbox::Outbox;

@@ -19,11 +19,12 @@ use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::io::app::Context as ServerContext;
+use crate::io::live::LiveEntry;
+use crate::io::metrics::Metrics;
+use crate::io::threads::ThreadCount;
+use crate::io::transport::{self, ReadOutcome, CLOSE_TIMEOUT, FAILED_LINGER};
 use crate::protocol::{CloseCode, Config, Connection, Event, Message, ProtocolError, State};
-use crate::server::live::LiveEntry;
-use crate::server::metrics::Metrics;
-use crate::server::transport::{self, ReadOutcome, CLOSE_TIMEOUT, FAILED_LINGER};
-use crate::server::{Shared, ThreadCount};
 
 use super::message::{self, codes, MessageTemplate, UserId};
 use super::outbox::{Enqueued, Outbox};
@@ -36,7 +37,7 @@ pub const HEARTBEAT_GRACE: Duration = Duration::from_secs(5);
 
 /// The reader's view of its session.
 struct Reader<'a> {
-    shared: &'a Shared,
+    shared: &'a ServerContext,
     hub: &'a Hub,
     metrics: &'a Metrics,
     session: Arc<Session>,
@@ -45,16 +46,16 @@ struct Reader<'a> {
 }
 
 /// Run an upgraded `/ws` connection until it ends.
-pub fn run(stream: TcpStream, leftover: &[u8], shared: &Arc<Shared>) {
+pub fn run(stream: TcpStream, leftover: &[u8], shared: &Arc<ServerContext>, hub: &Hub) {
     let config = &shared.config;
     let session = Arc::new(Session {
-        id: shared.chat.next_session_id(),
+        id: hub.next_session_id(),
         user: OnceLock::new(),
         outbox: Outbox::new(config.max_queue, config.presence_interval, config.heartbeat),
     });
     // The writer shares the reader's socket: one descriptor per session.
     let stream = Arc::new(stream);
-    let mut end = match SessionEnd::begin(shared, &session, &stream) {
+    let mut end = match SessionEnd::begin(shared, hub, &session, &stream) {
         Ok(end) => end,
         Err(e) => {
             // No writer (the thread limits of docs/operations.md): say so
@@ -74,7 +75,7 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Arc<Shared>) {
     };
     let mut reader = Reader {
         shared,
-        hub: &shared.chat,
+        hub,
         metrics: &shared.metrics,
         session: Arc::clone(&session),
         conn: Connection::new(Config {
@@ -99,7 +100,8 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Arc<Shared>) {
 /// leave no stale registry entry (PEER to it would be queued forever) and
 /// no writer thread waiting on its condition variable forever.
 struct SessionEnd<'a> {
-    shared: &'a Shared,
+    shared: &'a ServerContext,
+    hub: &'a Hub,
     session: &'a Session,
     stream: &'a TcpStream,
     writer: Option<thread::JoinHandle<()>>,
@@ -113,7 +115,8 @@ impl<'a> SessionEnd<'a> {
     /// Start the session's writer thread, count the session and register it
     /// for the shutdown. Fails only when no thread can be spawned.
     fn begin(
-        shared: &'a Arc<Shared>,
+        shared: &'a Arc<ServerContext>,
+        hub: &'a Hub,
         session: &'a Arc<Session>,
         stream: &'a Arc<TcpStream>,
     ) -> std::io::Result<Self> {
@@ -140,12 +143,13 @@ impl<'a> SessionEnd<'a> {
         }
         shared.metrics.sessions.fetch_add(1, Relaxed);
         let live = shared.live.register(
-            Arc::clone(session) as Arc<dyn crate::server::live::GoingAway>,
+            Arc::clone(session) as Arc<dyn crate::io::live::GoingAway>,
             Arc::clone(stream),
             &shared.metrics,
         );
         Ok(SessionEnd {
             shared,
+            hub,
             session,
             stream,
             writer: Some(writer),
@@ -158,7 +162,7 @@ impl<'a> SessionEnd<'a> {
 impl Drop for SessionEnd<'_> {
     fn drop(&mut self) {
         let metrics = &self.shared.metrics;
-        self.shared.chat.leave(self.session, metrics);
+        self.hub.leave(self.session, metrics);
         self.session.outbox.finish();
         let deadline = match self.failed_at {
             Some(failed_at) => failed_at + FAILED_LINGER,
@@ -222,7 +226,7 @@ impl Reader<'_> {
                 // PROTOCOL.md: "Every frame from the client counts as life."
                 ReadOutcome::Data => last_life = Instant::now(),
                 ReadOutcome::TimedOut => {}
-                ReadOutcome::Eof | ReadOutcome::Failed(_) => return,
+                ReadOutcome::Eof | ReadOutcome::Failed => return,
             }
             if self.session.outbox.was_dropped() {
                 return;
@@ -386,7 +390,7 @@ impl Deliver for Routes<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::{Server, ServerConfig};
+    use crate::io::config::ServerConfig;
     use std::io::Read;
     use std::net::{Shutdown, TcpListener};
 
@@ -395,30 +399,28 @@ mod tests {
     /// and closes its socket, because [`SessionEnd`] runs while unwinding.
     #[test]
     fn a_panicking_reader_still_ends_its_session() {
-        let server = Server::bind(ServerConfig {
-            listen: "127.0.0.1:0".into(),
-            ..ServerConfig::default()
-        })
-        .unwrap();
-        let shared = server.shared();
+        let shared = Arc::new(ServerContext::new(ServerConfig::default()));
+        let hub = Arc::new(Hub::default());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (accepted, _) = listener.accept().unwrap();
         let config = &shared.config;
         let session = Arc::new(Session {
-            id: shared.chat.next_session_id(),
+            id: hub.next_session_id(),
             user: OnceLock::new(),
             outbox: Outbox::new(config.max_queue, config.presence_interval, config.heartbeat),
         });
         let alice = UserId::new("alice").unwrap();
         session.user.set(alice.clone()).unwrap();
-        shared.chat.registry.bind(&alice, &session);
+        hub.registry.bind(&alice, &session);
 
         let reader_shared = Arc::clone(&shared);
         let reader_session = Arc::clone(&session);
+        let reader_hub = Arc::clone(&hub);
         let reader = thread::spawn(move || {
             let stream = Arc::new(accepted);
-            let _end = SessionEnd::begin(&reader_shared, &reader_session, &stream).unwrap();
+            let _end =
+                SessionEnd::begin(&reader_shared, &reader_hub, &reader_session, &stream).unwrap();
             assert_eq!(reader_shared.metrics.sessions.load(Relaxed), 1);
             panic!("a bug in the reader");
         });
@@ -426,7 +428,7 @@ mod tests {
         client.shutdown(Shutdown::Write).unwrap();
         assert!(reader.join().is_err(), "the reader panicked");
 
-        assert!(shared.chat.registry.sessions_of(&alice).is_empty());
+        assert!(hub.registry.sessions_of(&alice).is_empty());
         assert_eq!(shared.metrics.sessions.load(Relaxed), 0);
         assert_eq!(shared.metrics.threads.load(Relaxed), 0, "writer ended");
         assert!(shared.live.wait_until_empty(Duration::ZERO));

@@ -50,7 +50,7 @@ pub enum ReadOutcome {
     /// Nothing arrived within the read timeout.
     TimedOut,
     /// The socket failed (reset, for instance).
-    Failed(io::Error),
+    Failed,
 }
 
 /// Bytes an idle connection waits for on its thread's stack.
@@ -90,7 +90,7 @@ fn classify_error(e: io::Error) -> ReadOutcome {
     match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ReadOutcome::TimedOut,
         io::ErrorKind::Interrupted => ReadOutcome::Data,
-        _ => ReadOutcome::Failed(e),
+        _ => ReadOutcome::Failed,
     }
 }
 

@@ -1,0 +1,55 @@
+//! The applications the server shell mounts, and the `socketbox` binary's
+//! route table ([`standard_server`]). Each application sees the shell only
+//! through [`crate::io::app`].
+//!
+//! | module | routes |
+//! | --- | --- |
+//! | [`chat`] | `/ws`, `/websocket` (subprotocol `socketbox.v1`), `/api/*` |
+//! | [`echo`] | `/echo` |
+//! | [`assets`] | `/`, `/socketbox.js` |
+//! | [`status`] | `/healthz`, `/metrics` |
+
+pub mod assets;
+pub mod chat;
+pub mod echo;
+pub mod status;
+
+use std::io;
+use std::sync::Arc;
+
+use crate::io::app::Context;
+use crate::io::config::ServerConfig;
+use crate::server::{Routes, Server};
+
+use chat::api::{AdminApi, Endpoint};
+use chat::Chat;
+
+/// The routes of the `socketbox` binary, one line per endpoint. `/echo`
+/// exists only with `echo_enabled` (`--no-echo`: 404); `/api/*` answer 404
+/// themselves without `--admin-token`.
+pub fn standard_routes(config: &ServerConfig) -> io::Result<Routes> {
+    let chat = Arc::new(Chat::mount(config)?);
+    let hub = Arc::clone(chat.hub());
+    let api = |endpoint| Arc::new(AdminApi::new(Arc::clone(&hub), endpoint));
+    let mut routes = Routes::new()
+        .websocket("/ws", chat.clone())
+        .websocket("/websocket", chat);
+    if config.echo_enabled {
+        routes = routes.websocket("/echo", Arc::new(echo::Echo));
+    }
+    Ok(routes
+        .get("/healthz", Arc::new(status::Health))
+        .get("/", Arc::new(assets::INDEX))
+        .get("/socketbox.js", Arc::new(assets::SCRIPT))
+        .get("/metrics", Arc::new(status::MetricsPage))
+        .get("/api/online", api(Endpoint::Online))
+        .post("/api/push", api(Endpoint::Push))
+        .post("/api/broadcast", api(Endpoint::Broadcast)))
+}
+
+/// The `socketbox` binary's server: [`standard_routes`] bound to
+/// `config.listen`.
+pub fn standard_server(config: ServerConfig) -> io::Result<Server> {
+    let routes = standard_routes(&config)?;
+    Server::bind(Arc::new(Context::new(config)), routes)
+}
