@@ -202,8 +202,11 @@ pub enum RequestError {
     UnknownCode(i64),
     /// 40001: a numeric `code` that is no integer (`10000.5`) or lies beyond `i64`.
     NonIntegerCode(Number),
-    /// 40002: a required field missing or invalid; names the field (`"id"`, `"data.to"`).
+    /// 40002: a required field missing or invalid; names the field (`"data"`, `"data.to"`).
     InvalidField(&'static str),
+    /// 40101: an AUTH whose `id` is missing or malformed. PROTOCOL.md: it "is a
+    /// rejected AUTH (20002 `false`, 40101, Close 1008)", secret or not.
+    InvalidAuthId,
 }
 
 impl RequestError {
@@ -217,6 +220,7 @@ impl RequestError {
                 codes::ERROR_UNKNOWN_CODE
             }
             RequestError::InvalidField(_) => codes::ERROR_INVALID_FIELD,
+            RequestError::InvalidAuthId => codes::ERROR_AUTH_REJECTED,
         }
     }
 
@@ -233,10 +237,10 @@ impl RequestError {
             RequestError::NonIntegerCode(code) => {
                 format!("unknown code {code}: codes are integers")
             }
-            RequestError::InvalidField(field @ ("id" | "data.to")) => format!(
-                "missing or invalid \"{field}\": an id is 1 to 64 characters of \
-                 A-Z a-z 0-9 _ . @ - or a non-negative integer"
-            ),
+            RequestError::InvalidField(field @ "data.to") => {
+                format!("missing or invalid \"{field}\": {ID_RULE}")
+            }
+            RequestError::InvalidAuthId => format!("missing or invalid \"id\": {ID_RULE}"),
             RequestError::InvalidField("data") => {
                 "missing or invalid \"data\": a PEER needs an object with \"to\"".to_owned()
             }
@@ -252,6 +256,10 @@ impl fmt::Display for RequestError {
 }
 
 impl std::error::Error for RequestError {}
+
+/// What a well-formed id is, for refusals a person reads.
+const ID_RULE: &str =
+    "an id is 1 to 64 characters of A-Z a-z 0-9 _ . @ - or a non-negative integer";
 
 /// Decodes one text message from a client.
 ///
@@ -289,7 +297,7 @@ fn decode_auth(request: &Map<String, Value>) -> Result<ClientMessage, RequestErr
     let id = request
         .get("id")
         .and_then(UserId::parse)
-        .ok_or(RequestError::InvalidField("id"))?;
+        .ok_or(RequestError::InvalidAuthId)?;
     let token = match request.get("token") {
         None | Some(Value::Null) => None,
         Some(Value::String(token)) => Some(token.clone()),
@@ -680,14 +688,10 @@ mod tests {
         ];
         for rest in refused {
             let text = format!("{{\"code\":10000{rest}}}");
-            assert_eq!(
-                decode(&text),
-                Err(RequestError::InvalidField("id")),
-                "{text}"
-            );
+            assert_eq!(decode(&text), Err(RequestError::InvalidAuthId), "{text}");
         }
         let text = format!("{{\"code\":10000,\"id\":{too_long}}}");
-        assert_eq!(decode(&text), Err(RequestError::InvalidField("id")));
+        assert_eq!(decode(&text), Err(RequestError::InvalidAuthId));
     }
 
     #[test]
@@ -816,7 +820,7 @@ mod tests {
             decode("{'code':10016").map_err(|refusal| refusal.message()),
             Err("not JSON: input ends at byte 13, expected ',' or '}'".to_owned())
         );
-        assert!(RequestError::InvalidField("id")
+        assert!(RequestError::InvalidAuthId
             .message()
             .contains("1 to 64 characters"));
         assert_eq!(
@@ -869,7 +873,8 @@ mod tests {
         assert_eq!(parsed["code"], 1500);
         assert_eq!(parsed["extend"]["code"], 40100);
         let parsed: Value =
-            serde_json::from_str(&request_error(&RequestError::InvalidField("id"))).expect("JSON");
+            serde_json::from_str(&request_error(&RequestError::InvalidField("data.to")))
+                .expect("JSON");
         assert_eq!(parsed["extend"]["code"], 40002);
     }
 
@@ -1025,7 +1030,7 @@ mod tests {
                 }
                 Ok(_) => decoded += 1,
                 Err(refusal) => {
-                    assert!([40000, 40001, 40002].contains(&refusal.error_code()));
+                    assert!([40000, 40001, 40002, 40101].contains(&refusal.error_code()));
                     assert!(!refusal.message().is_empty());
                 }
             }
