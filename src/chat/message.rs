@@ -42,6 +42,8 @@ pub mod codes {
     pub const PEER: i64 = 10002;
     /// Client BROADCAST to every other authenticated session.
     pub const BROADCAST: i64 = 10003;
+    /// Client PRESENCE: subscribe to the online list (20004, then 20005s).
+    pub const PRESENCE: i64 = 10004;
     /// Client PING: the server answers [`SERVER_PONG`].
     pub const PING: i64 = 10015;
     /// Client PONG: the answer to [`SERVER_PING`]; no reply.
@@ -66,6 +68,10 @@ pub mod codes {
     pub const SYSTEM_AUTH_RESULT: i64 = 20002;
     /// SYSTEM 20003: a notice text from the server.
     pub const SYSTEM_NOTICE: i64 = 20003;
+    /// SYSTEM: the whole online list, the answer to [`PRESENCE`].
+    pub const SYSTEM_ONLINE_LIST: i64 = 20004;
+    /// SYSTEM: the net change to the online list since the last 20004 or 20005.
+    pub const SYSTEM_ONLINE_CHANGES: i64 = 20005;
 
     /// MESSAGE type 30001: a PEER message (`MessageCode.PEER_MESSAGE`).
     pub const MESSAGE_PEER: i64 = 30001;
@@ -80,6 +86,8 @@ pub mod codes {
     pub const ERROR_UNKNOWN_CODE: i64 = 40001;
     /// ERROR 40002: a required field missing or invalid.
     pub const ERROR_INVALID_FIELD: i64 = 40002;
+    /// ERROR: the online list is over `--presence-list-max`.
+    pub const ERROR_LIST_TOO_LONG: i64 = 40003;
     /// 40100: authentication required (sent in a [`SERVER_AUTH`] message).
     pub const ERROR_AUTH_REQUIRED: i64 = 40100;
     /// ERROR 40101: authentication rejected (fatal: close 1008 follows).
@@ -182,6 +190,8 @@ pub enum ClientMessage {
         /// Any JSON value (`null` when the request has no `data`).
         data: StackSafeValue,
     },
+    /// 10004: subscribe to the online list.
+    Presence,
     /// 10015: the client asks for a PONG.
     Ping,
     /// 10016: the client answers a PING.
@@ -277,6 +287,7 @@ pub fn decode(text: &str) -> Result<ClientMessage, RequestError> {
         codes::BROADCAST => Ok(ClientMessage::Broadcast {
             data: decode_data(request.remove("data")),
         }),
+        codes::PRESENCE => Ok(ClientMessage::Presence),
         codes::PING => Ok(ClientMessage::Ping),
         codes::PONG => Ok(ClientMessage::Pong),
         unknown => Err(RequestError::UnknownCode(unknown)),

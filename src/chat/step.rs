@@ -25,6 +25,9 @@ pub enum Action {
     /// SYSTEM 20002 `true` then 20001 with the online count, both through
     /// the session's outbox so that no presence update comes between them.
     Bind(UserId),
+    /// Subscribe the session to the online list: the shell answers SYSTEM
+    /// 20004, or ERROR 40003 when the list is over `--presence-list-max`.
+    Subscribe,
     /// Start the closing handshake with this code and reason.
     Close(CloseCode, &'static str),
 }
@@ -129,9 +132,13 @@ pub fn request(
         ClientMessage::Auth { id, token } => auth(user, id, token.as_deref(), context),
         ClientMessage::Ping => vec![Action::Reply(message::pong())],
         ClientMessage::Pong => Vec::new(),
-        ClientMessage::Peer { .. } | ClientMessage::Broadcast { .. } if user.is_none() => {
+        // PROTOCOL.md: 10004 "before AUTH ... is answered like 10002 (1500 / 40100)".
+        ClientMessage::Peer { .. } | ClientMessage::Broadcast { .. } | ClientMessage::Presence
+            if user.is_none() =>
+        {
             vec![Action::Reply(message::auth_required())]
         }
+        ClientMessage::Presence => vec![Action::Subscribe],
         ClientMessage::Peer { to, data } => {
             if deliver.to_user(&to, template(codes::MESSAGE_PEER, Some(&to), &data)) == 0 {
                 vec![Action::Reply(message::error(
@@ -418,7 +425,7 @@ mod tests {
     }
 
     #[test]
-    fn peer_or_broadcast_before_auth_is_1500_40100_and_delivers_nothing() {
+    fn peer_broadcast_or_presence_before_auth_is_1500_40100_and_delivers_nothing() {
         let mut registry = FakeRegistry {
             online: vec![("bob", 1)],
             others: 1,
@@ -427,6 +434,7 @@ mod tests {
         for request in [
             r#"{"code":10002,"data":{"to":"bob","text":"hi"}}"#,
             r#"{"code":10003,"data":"hi"}"#,
+            r#"{"code":10004}"#,
         ] {
             let replies = replies(&run(None, request, None, &mut registry));
             assert_eq!(replies.len(), 1, "{request}");
@@ -725,6 +733,16 @@ mod tests {
             assert!(at(much_later, &mut registry, &mut rate).is_empty());
         }
         assert!(!at(much_later, &mut registry, &mut rate).is_empty());
+    }
+
+    #[test]
+    fn presence_from_a_bound_session_subscribes_it_whatever_else_the_request_holds() {
+        let mut registry = FakeRegistry::default();
+        for request in [r#"{"code":10004}"#, r#"{'code':10004,'data':1}"#] {
+            let actions = run(Some("alice"), request, None, &mut registry);
+            assert_eq!(actions, vec![Action::Subscribe], "{request}");
+        }
+        assert!(registry.delivered.is_empty());
     }
 
     #[test]

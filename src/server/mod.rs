@@ -201,9 +201,11 @@ impl Server {
         thread::Builder::new()
             .name("presence".into())
             .spawn(move || {
-                presence
-                    .chat
-                    .run_presence(presence.config.presence_interval)
+                presence.chat.run_presence(
+                    presence.config.presence_interval,
+                    presence.config.presence_list_max,
+                    &presence.metrics,
+                )
             })?;
         let mut backoff = Duration::from_millis(5);
         loop {
