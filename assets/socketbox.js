@@ -32,11 +32,24 @@
  *   SocketBox.onNotice(text)                SYSTEM 20003
  *   SocketBox.onMessage(body)               MESSAGE: {type, from, to, data, time, seq}
  *   SocketBox.onError(extend)               ERROR or AUTH: {code, mess}
+ *
+ * Who is online (PRESENCE, 10004):
+ *   SocketBox.onPresence(fn)  asks the server for the online list after
+ *       every login (and at once when already logged in), and calls
+ *       fn(ids, detail) with the ids sorted by code point each time the list
+ *       changes: SYSTEM 20004 gives the whole list, each 20005 its net
+ *       change, applied here. When more ids are online than the server's
+ *       --presence-list-max, fn(null, {truncated: true, online: N}) says the
+ *       list is not available; the server sends a fresh list once it fits
+ *       again (if the refusal came as ERROR 40003, the next login asks
+ *       again). SocketBox.online holds the last list (null when none).
+ *       onPresence(null) stops calling fn (the server keeps sending until
+ *       the next login).
  */
 
 /** Message codes shared with the server (PROTOCOL.md, "The client's constants"). */
 var MessageCode = {
-  AUTH: 10000, MESS_CODE: 10002, BROADCAST: 10003, PING: 10015, PONG: 10016,
+  AUTH: 10000, MESS_CODE: 10002, BROADCAST: 10003, PRESENCE: 10004, PING: 10015, PONG: 10016,
   PEER_MESSAGE: 30001, BROADCAST_MESSAGE: 30002, PUSH_MESSAGE: 30003
 };
 
@@ -47,9 +60,11 @@ var SocketBox = {
     ERROR: 4 << 8 | 220, AUTH: 5 << 8 | 220, MESSAGE: 6 << 8 | 220
   },
   /** Codes inside `extend` of SYSTEM and ERROR envelopes. */
-  SystemCode: { USER_COUNT: 20001, AUTH_RESULT: 20002, NOTICE: 20003 },
+  SystemCode: {
+    USER_COUNT: 20001, AUTH_RESULT: 20002, NOTICE: 20003, ONLINE_LIST: 20004, ONLINE_CHANGES: 20005
+  },
   ErrorCode: {
-    NOT_JSON: 40000, UNKNOWN_CODE: 40001, BAD_FIELD: 40002, NOT_AUTHENTICATED: 40100,
+    NOT_JSON: 40000, UNKNOWN_CODE: 40001, BAD_FIELD: 40002, LIST_TOO_LONG: 40003, NOT_AUTHENTICATED: 40100,
     AUTH_REJECTED: 40101, NOT_ONLINE: 40400, ID_CONFLICT: 40900, TOO_BIG: 41300,
     RATE_LIMITED: 42900
   },
@@ -60,6 +75,8 @@ var SocketBox = {
   token: null,
   url: null,
   userCount: 0,
+  /** The online ids, sorted, while onPresence is in use; null otherwise. */
+  online: null,
   state: "idle",
   /** Seq of the last MESSAGE this session received (it restarts at 1 per session). */
   lastSeq: 0,
@@ -90,6 +107,7 @@ var SocketBox = {
   _watchdogTimer: null,
   _lastHeard: 0,
   _resumeOnShow: false,
+  _presenceHook: null,
 
   /**
    * Connects as user `fromId` to `url` (default: /ws on this page's host)
@@ -210,6 +228,7 @@ var SocketBox = {
         if (SocketBox.isAuth) {
           SocketBox.reconnectAttempts = 0;
           SocketBox._setState("online", { id: SocketBox.fromId });
+          if (SocketBox._presenceHook) SocketBox.sendData(true, { code: MessageCode.PRESENCE });
         } else {
           // The server follows with ERROR 40101 and Close 1008; retrying
           // with the same id and token would only be refused again.
@@ -220,9 +239,64 @@ var SocketBox = {
       case SocketBox.SystemCode.NOTICE:
         SocketBox._call("onNotice", extend.mess);
         break;
+      case SocketBox.SystemCode.ONLINE_LIST:
+        SocketBox._onlineList(extend.mess || {});
+        break;
+      case SocketBox.SystemCode.ONLINE_CHANGES:
+        SocketBox._onlineChanges(extend.mess || {});
+        break;
       default:
         console.warn("SocketBox: unknown system code", extend.code);
     }
+  },
+
+  /**
+   * Keeps the online list with `fn(sortedIds, detail)` (see the header); a
+   * function replaces the previous one, null stops.
+   */
+  onPresence: function (fn) {
+    SocketBox._presenceHook = typeof fn === "function" ? fn : null;
+    if (SocketBox._presenceHook && SocketBox.isAuth) {
+      SocketBox.sendData(true, { code: MessageCode.PRESENCE });
+    }
+  },
+
+  /** SYSTEM 20004: the whole list. */
+  _onlineList: function (mess) {
+    var users = Array.isArray(mess.users) ? mess.users.map(String) : [];
+    SocketBox.online = users.sort(SocketBox._byCodePoint);
+    SocketBox._presence({ online: SocketBox.online.length });
+  },
+
+  /** SYSTEM 20005: the net change since the last 20004 or 20005. */
+  _onlineChanges: function (mess) {
+    if (mess.truncated === true) {
+      SocketBox.online = null;
+      SocketBox._presence({ truncated: true, online: mess.online });
+      return;
+    }
+    if (!SocketBox.online) return; // no list to change: a fresh 20004 comes first
+    var ids = {};
+    SocketBox.online.forEach(function (id) { ids[id] = true; });
+    (mess.left || []).forEach(function (id) { delete ids[String(id)]; });
+    (mess.joined || []).forEach(function (id) { ids[String(id)] = true; });
+    SocketBox.online = Object.keys(ids).sort(SocketBox._byCodePoint);
+    SocketBox._presence({ online: SocketBox.online.length, joined: mess.joined || [], left: mess.left || [] });
+  },
+
+  _presence: function (detail) {
+    var hook = SocketBox._presenceHook;
+    if (!hook) return;
+    try {
+      hook(SocketBox.online ? SocketBox.online.slice() : null, detail);
+    } catch (e) {
+      console.error("SocketBox.onPresence's function threw:", e);
+    }
+  },
+
+  /** Ids are ASCII, so comparing UTF-16 units is comparing code points. */
+  _byCodePoint: function (a, b) {
+    return a < b ? -1 : a > b ? 1 : 0;
   },
 
   /** ERROR (1244) and AUTH (1500) envelopes: reported, fatal only for 40101. */
@@ -230,6 +304,10 @@ var SocketBox = {
     var extend = data.extend || { code: 0, mess: "error without details" };
     if (extend.code === SocketBox.ErrorCode.AUTH_REJECTED) {
       SocketBox._reject();
+    }
+    if (extend.code === SocketBox.ErrorCode.LIST_TOO_LONG) {
+      SocketBox.online = null;
+      SocketBox._presence({ truncated: true });
     }
     SocketBox._call("onError", extend);
   },

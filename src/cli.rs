@@ -85,7 +85,8 @@ FLAGS:
     --listen ADDR               address to bind [127.0.0.1:8080]; port 0 picks one
     --heartbeat SECS            PING interval on /ws [30]
     --auth-timeout SECS         time to authenticate on /ws [10]
-    --presence-interval MS      coalescing window for online counts [1000]
+    --presence-interval MS      coalescing window for online counts and lists [1000]
+    --presence-list-max N       largest online list 10004 serves [1000]
     --auth-secret SECRET        require HMAC-SHA1 tokens on AUTH [off]
     --admin-token TOKEN         enable /api/* with this bearer token [off]
     --allowed-origin ORIGIN     allow this Origin (repeatable) [any]
@@ -149,6 +150,7 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Command, Cli
             "--presence-interval" => {
                 config.presence_interval = Duration::from_millis(number(a, "--presence-interval")?)
             }
+            "--presence-list-max" => config.presence_list_max = number(a, "--presence-list-max")?,
             "--auth-secret" => config.auth_secret = Some(value(a, "--auth-secret")?.to_owned()),
             "--admin-token" => config.admin_token = Some(value(a, "--admin-token")?.to_owned()),
             "--allowed-origin" => allowed_origins.push(value(a, "--allowed-origin")?),
@@ -258,6 +260,8 @@ mod tests {
             "http://b",
             "--presence-interval",
             "250",
+            "--presence-list-max",
+            "7",
             "--trace",
         ]);
         assert_eq!(c.listen, "127.0.0.1:0");
@@ -269,6 +273,7 @@ mod tests {
         assert!(c.allowed_origins.allows(Some("http://b")));
         assert!(!c.allowed_origins.allows(Some("http://c")));
         assert_eq!(c.presence_interval, Duration::from_millis(250));
+        assert_eq!(c.presence_list_max, 7);
         assert!(c.trace);
     }
 

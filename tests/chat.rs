@@ -344,6 +344,32 @@ fn auth_secret_accepts_tokens_of_socketbox_token_and_rejects_others_with_20002_f
     assert_error(&alice.event(), 40400);
 }
 
+/// PROTOCOL.md: "an AUTH whose `id` is missing or malformed is a rejected
+/// AUTH (20002 `false`, 40101, Close 1008), answered the same way with or
+/// without `--auth-secret`".
+#[test]
+fn a_missing_or_malformed_id_is_a_rejected_auth_with_or_without_auth_secret() {
+    let malformed = [
+        json!({"code": 10000}),
+        json!({"code": 10000, "id": ""}),
+        json!({"code": 10000, "id": "x".repeat(65)}),
+        json!({"code": 10000, "id": "a b"}),
+        json!({"code": 10000, "id": -1}),
+        json!({"code": 10000, "id": 1.5}),
+        json!({"code": 10000, "id": null}),
+        json!({"code": 10000, "id": true}),
+        json!({"code": 10000, "id": {"id": "alice"}}),
+    ];
+    for flags in [&[][..], &["--auth-secret", "s3cret"][..]] {
+        let server = Server::start(flags);
+        for request in &malformed {
+            let mut client = server.ws("/ws");
+            client.send_json(request);
+            assert_auth_rejected(&mut client);
+        }
+    }
+}
+
 // ---------------------------------------------------------------- timers
 
 #[test]

@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(ClientMessage::Broadcast { data }) => {
             delivered_intact(codes::MESSAGE_BROADCAST, None, &**data);
         }
-        Ok(ClientMessage::Ping | ClientMessage::Pong) => {}
+        Ok(ClientMessage::Ping | ClientMessage::Pong | ClientMessage::Presence) => {}
     }
 });
 

@@ -27,8 +27,9 @@ use chat::Chat;
 /// The routes of the `socketbox` binary, one line per endpoint. `/echo`
 /// exists only with `echo_enabled` (`--no-echo`: 404); `/api/*` answer 404
 /// themselves without `--admin-token`.
-pub fn standard_routes(config: &ServerConfig) -> io::Result<Routes> {
-    let chat = Arc::new(Chat::mount(config)?);
+pub fn standard_routes(context: &Arc<Context>) -> io::Result<Routes> {
+    let config = &context.config;
+    let chat = Arc::new(Chat::mount(context)?);
     let hub = Arc::clone(chat.hub());
     let api = |endpoint| Arc::new(AdminApi::new(Arc::clone(&hub), endpoint));
     let mut routes = Routes::new()
@@ -50,6 +51,7 @@ pub fn standard_routes(config: &ServerConfig) -> io::Result<Routes> {
 /// The `socketbox` binary's server: [`standard_routes`] bound to
 /// `config.listen`.
 pub fn standard_server(config: ServerConfig) -> io::Result<Server> {
-    let routes = standard_routes(&config)?;
-    Server::bind(Arc::new(Context::new(config)), routes)
+    let context = Arc::new(Context::new(config));
+    let routes = standard_routes(&context)?;
+    Server::bind(context, routes)
 }

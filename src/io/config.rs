@@ -18,6 +18,8 @@ pub struct ServerConfig {
     pub auth_timeout: Duration,
     /// Coalescing window for online-count notices (SYSTEM 20001).
     pub presence_interval: Duration,
+    /// Largest online list 10004 serves; past it, ERROR 40003.
+    pub presence_list_max: usize,
     /// Secret for AUTH tokens; `None` accepts any well-formed id.
     pub auth_secret: Option<String>,
     /// Bearer token for `/api/*`; `None` turns the API off (404).
@@ -60,6 +62,7 @@ impl Default for ServerConfig {
             heartbeat: Duration::from_secs(30),
             auth_timeout: Duration::from_secs(10),
             presence_interval: Duration::from_millis(1000),
+            presence_list_max: 1000,
             auth_secret: None,
             admin_token: None,
             allowed_origins: OriginPolicy::any(),

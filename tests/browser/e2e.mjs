@@ -224,8 +224,8 @@ test('demo: alice and bob log in, see each other counted, chat peer to peer and 
   await bob.page.fill('#text', 'hi everyone');
   await bob.page.click('#broadcast');
   await waitLine(alice.page, 'broadcast', 'bob', 'hi everyone');
-  // Bob now appears in alice's list of people seen.
-  await alice.page.locator('#seen button', { hasText: 'bob' }).waitFor();
+  // Bob is in alice's online list.
+  await alice.page.locator('#people li[data-id="bob"] button').waitFor();
 
   // A peer message to nobody gets the server's ERROR, shown to the sender.
   await sendPeer(alice.page, 'nobody-here', 'anyone?');
@@ -237,6 +237,51 @@ test('demo: alice and bob log in, see each other counted, chat peer to peer and 
   if (process.env.SOCKETBOX_SCREENSHOT) {
     await bob.page.screenshot({ path: process.env.SOCKETBOX_SCREENSHOT });
   }
+});
+
+/** The ids a demo page lists as online, in the order shown. */
+const shownIds = (rec) =>
+  rec.page.evaluate(() => [...document.querySelectorAll('#people li')].map((li) => li.dataset.id));
+
+/** Waits until `rec` lists every id of `present` and none of `absent`. */
+const waitPeople = (rec, present, absent = []) =>
+  rec.page.waitForFunction(([present, absent]) => {
+    const shown = [...document.querySelectorAll('#people li')].map((li) => li.dataset.id);
+    return present.every((id) => shown.includes(id)) && absent.every((id) => !shown.includes(id));
+  }, [present, absent], { timeout: WAIT_MS });
+
+test('demo: three pages see each other arrive and leave in the online list; a name fills the recipient', async () => {
+  const ann = await demoUser('ann');
+  await waitPeople(ann, ['ann']);
+  const ben = await demoUser('ben');
+  await waitPeople(ann, ['ann', 'ben']);
+  await waitPeople(ben, ['ann', 'ben']);
+  const cat = await demoUser('cat');
+  for (const rec of [ann, ben, cat]) await waitPeople(rec, ['ann', 'ben', 'cat']);
+  for (const rec of [ann, ben, cat]) {
+    // socketbox.js asked for the list (10004) after its login.
+    assert.ok(rec.sent.some((p) => JSON.parse(p).code === 10004), `${rec.label} sent 10004`);
+    const shown = await shownIds(rec);
+    assert.deepEqual(shown, [...shown].sort(), 'sorted');
+    assert.deepEqual(await rec.page.evaluate(() => SocketBox.online), shown, 'the page shows SocketBox.online');
+  }
+
+  await ann.page.click('#people li[data-id="cat"] button');
+  assert.equal(await ann.page.inputValue('#to'), 'cat');
+
+  // cat logs out, ben closes his tab: the others see them go.
+  await cat.page.click('#logout');
+  await waitPeople(ann, ['ann', 'ben'], ['cat']);
+  await waitPeople(ben, ['ann', 'ben'], ['cat']);
+  assert.deepEqual(await shownIds(cat), [], 'a logged-out page lists nobody');
+  await ben.page.close();
+  await waitPeople(ann, ['ann'], ['ben', 'cat']);
+  await waitPeople(alice, ['alice', 'bob', 'ann'], ['ben', 'cat']);
+  // The tests below count alice and bob alone.
+  await ann.page.close();
+  await cat.page.close();
+  await waitPeople(alice, ['alice', 'bob'], ['ann']);
+  await waitCount(alice.page, 2);
 });
 
 test('demo: Send and Broadcast say why they are disabled until login', async () => {

@@ -42,6 +42,8 @@ pub mod codes {
     pub const PEER: i64 = 10002;
     /// Client BROADCAST to every other authenticated session.
     pub const BROADCAST: i64 = 10003;
+    /// Client PRESENCE: subscribe to the online list (20004, then 20005s).
+    pub const PRESENCE: i64 = 10004;
     /// Client PING: the server answers [`SERVER_PONG`].
     pub const PING: i64 = 10015;
     /// Client PONG: the answer to [`SERVER_PING`]; no reply.
@@ -66,6 +68,10 @@ pub mod codes {
     pub const SYSTEM_AUTH_RESULT: i64 = 20002;
     /// SYSTEM 20003: a notice text from the server.
     pub const SYSTEM_NOTICE: i64 = 20003;
+    /// SYSTEM: the whole online list, the answer to [`PRESENCE`].
+    pub const SYSTEM_ONLINE_LIST: i64 = 20004;
+    /// SYSTEM: the net change to the online list since the last 20004 or 20005.
+    pub const SYSTEM_ONLINE_CHANGES: i64 = 20005;
 
     /// MESSAGE type 30001: a PEER message (`MessageCode.PEER_MESSAGE`).
     pub const MESSAGE_PEER: i64 = 30001;
@@ -80,6 +86,8 @@ pub mod codes {
     pub const ERROR_UNKNOWN_CODE: i64 = 40001;
     /// ERROR 40002: a required field missing or invalid.
     pub const ERROR_INVALID_FIELD: i64 = 40002;
+    /// ERROR: the online list is over `--presence-list-max`.
+    pub const ERROR_LIST_TOO_LONG: i64 = 40003;
     /// 40100: authentication required (sent in a [`SERVER_AUTH`] message).
     pub const ERROR_AUTH_REQUIRED: i64 = 40100;
     /// ERROR 40101: authentication rejected (fatal: close 1008 follows).
@@ -182,6 +190,8 @@ pub enum ClientMessage {
         /// Any JSON value (`null` when the request has no `data`).
         data: StackSafeValue,
     },
+    /// 10004: subscribe to the online list.
+    Presence,
     /// 10015: the client asks for a PONG.
     Ping,
     /// 10016: the client answers a PING.
@@ -202,8 +212,11 @@ pub enum RequestError {
     UnknownCode(i64),
     /// 40001: a numeric `code` that is no integer (`10000.5`) or lies beyond `i64`.
     NonIntegerCode(Number),
-    /// 40002: a required field missing or invalid; names the field (`"id"`, `"data.to"`).
+    /// 40002: a required field missing or invalid; names the field (`"data"`, `"data.to"`).
     InvalidField(&'static str),
+    /// 40101: an AUTH whose `id` is missing or malformed. PROTOCOL.md: it "is a
+    /// rejected AUTH (20002 `false`, 40101, Close 1008)", secret or not.
+    InvalidAuthId,
 }
 
 impl RequestError {
@@ -217,6 +230,7 @@ impl RequestError {
                 codes::ERROR_UNKNOWN_CODE
             }
             RequestError::InvalidField(_) => codes::ERROR_INVALID_FIELD,
+            RequestError::InvalidAuthId => codes::ERROR_AUTH_REJECTED,
         }
     }
 
@@ -233,10 +247,10 @@ impl RequestError {
             RequestError::NonIntegerCode(code) => {
                 format!("unknown code {code}: codes are integers")
             }
-            RequestError::InvalidField(field @ ("id" | "data.to")) => format!(
-                "missing or invalid \"{field}\": an id is 1 to 64 characters of \
-                 A-Z a-z 0-9 _ . @ - or a non-negative integer"
-            ),
+            RequestError::InvalidField(field @ "data.to") => {
+                format!("missing or invalid \"{field}\": {ID_RULE}")
+            }
+            RequestError::InvalidAuthId => format!("missing or invalid \"id\": {ID_RULE}"),
             RequestError::InvalidField("data") => {
                 "missing or invalid \"data\": a PEER needs an object with \"to\"".to_owned()
             }
@@ -252,6 +266,10 @@ impl fmt::Display for RequestError {
 }
 
 impl std::error::Error for RequestError {}
+
+/// What a well-formed id is, for refusals a person reads.
+const ID_RULE: &str =
+    "an id is 1 to 64 characters of A-Z a-z 0-9 _ . @ - or a non-negative integer";
 
 /// Decodes one text message from a client.
 ///
@@ -269,6 +287,7 @@ pub fn decode(text: &str) -> Result<ClientMessage, RequestError> {
         codes::BROADCAST => Ok(ClientMessage::Broadcast {
             data: decode_data(request.remove("data")),
         }),
+        codes::PRESENCE => Ok(ClientMessage::Presence),
         codes::PING => Ok(ClientMessage::Ping),
         codes::PONG => Ok(ClientMessage::Pong),
         unknown => Err(RequestError::UnknownCode(unknown)),
@@ -289,7 +308,7 @@ fn decode_auth(request: &Map<String, Value>) -> Result<ClientMessage, RequestErr
     let id = request
         .get("id")
         .and_then(UserId::parse)
-        .ok_or(RequestError::InvalidField("id"))?;
+        .ok_or(RequestError::InvalidAuthId)?;
     let token = match request.get("token") {
         None | Some(Value::Null) => None,
         Some(Value::String(token)) => Some(token.clone()),
@@ -680,14 +699,10 @@ mod tests {
         ];
         for rest in refused {
             let text = format!("{{\"code\":10000{rest}}}");
-            assert_eq!(
-                decode(&text),
-                Err(RequestError::InvalidField("id")),
-                "{text}"
-            );
+            assert_eq!(decode(&text), Err(RequestError::InvalidAuthId), "{text}");
         }
         let text = format!("{{\"code\":10000,\"id\":{too_long}}}");
-        assert_eq!(decode(&text), Err(RequestError::InvalidField("id")));
+        assert_eq!(decode(&text), Err(RequestError::InvalidAuthId));
     }
 
     #[test]
@@ -816,7 +831,7 @@ mod tests {
             decode("{'code':10016").map_err(|refusal| refusal.message()),
             Err("not JSON: input ends at byte 13, expected ',' or '}'".to_owned())
         );
-        assert!(RequestError::InvalidField("id")
+        assert!(RequestError::InvalidAuthId
             .message()
             .contains("1 to 64 characters"));
         assert_eq!(
@@ -869,7 +884,8 @@ mod tests {
         assert_eq!(parsed["code"], 1500);
         assert_eq!(parsed["extend"]["code"], 40100);
         let parsed: Value =
-            serde_json::from_str(&request_error(&RequestError::InvalidField("id"))).expect("JSON");
+            serde_json::from_str(&request_error(&RequestError::InvalidField("data.to")))
+                .expect("JSON");
         assert_eq!(parsed["extend"]["code"], 40002);
     }
 
@@ -1025,7 +1041,7 @@ mod tests {
                 }
                 Ok(_) => decoded += 1,
                 Err(refusal) => {
-                    assert!([40000, 40001, 40002].contains(&refusal.error_code()));
+                    assert!([40000, 40001, 40002, 40101].contains(&refusal.error_code()));
                     assert!(!refusal.message().is_empty());
                 }
             }

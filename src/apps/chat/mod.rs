@@ -8,6 +8,7 @@
 //! | [`message`] | decoding client requests, encoding server messages |
 //! | [`token`] | HMAC-SHA1 (RFC 2104) and the `EXP.HEX` AUTH tokens |
 //! | `registry` | the mutex-guarded map from user id to sessions |
+//! | `online` | the online list's net changes per presence window (10004, 20004, 20005) |
 //! | `outbox` | each session's bounded outbound queue and writer thread |
 //! | `step` | what one request does, as data: replies, deliveries, bind, close |
 //! | `session` | one `/ws` connection's reader: frames in, the step's actions carried out |
@@ -21,23 +22,26 @@
 pub(crate) mod api;
 pub mod laxjson;
 pub mod message;
+pub(crate) mod online;
 pub(crate) mod outbox;
 pub(crate) mod registry;
 pub(crate) mod session;
 pub(crate) mod step;
 pub mod token;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::io::app::Context;
 use crate::io::app::{Upgraded, WebSocketHandler};
-use crate::io::config::ServerConfig;
 use crate::io::metrics::Metrics;
 
 use message::MessageTemplate;
+use online::Due;
 use outbox::Enqueued;
-use registry::{Registry, Session};
+use registry::{Registry, Session, SubscribeRefusal};
 
 /// The subprotocol `/ws` selects when the client offers it.
 pub const CHAT_SUBPROTOCOL: &str = "socketbox.v1";
@@ -51,13 +55,20 @@ pub struct Chat {
 impl Chat {
     /// A new chat: its hub, and the presence thread that serves it every
     /// `--presence-interval`.
-    pub fn mount(config: &ServerConfig) -> std::io::Result<Chat> {
+    pub fn mount(context: &Arc<Context>) -> std::io::Result<Chat> {
         let hub = Arc::new(Hub::default());
         let presence = Arc::clone(&hub);
-        let interval = config.presence_interval;
+        let context = Arc::clone(context);
         std::thread::Builder::new()
             .name("presence".into())
-            .spawn(move || presence.run_presence(interval))?;
+            .spawn(move || {
+                let config = &context.config;
+                presence.run_presence(
+                    config.presence_interval,
+                    config.presence_list_max,
+                    &context.metrics,
+                )
+            })?;
         Ok(Chat { hub })
     }
 
@@ -115,6 +126,9 @@ pub struct Hub {
     /// clears it.
     presence_dirty: Mutex<bool>,
     presence_wake: Condvar,
+    /// Held while a 20004 or a window's 20005s are queued, so that no
+    /// session gets a 20005 older than its 20004 after it.
+    online_list_turn: Mutex<()>,
     /// Fan-out helper threads running now.
     fan_out_helpers: AtomicUsize,
 }
@@ -243,7 +257,10 @@ impl Hub {
     /// winning (PROTOCOL.md: "coalesced per session"). So N logins cost
     /// O(N) sweeps' worth of work per interval, not a message per login per
     /// session.
-    pub fn run_presence(&self, interval: Duration) {
+    ///
+    /// The same sweep ends the online list's window: subscribers get their
+    /// 20005 (or their truncation, or a fresh 20004); see the `online` module.
+    pub fn run_presence(&self, interval: Duration, list_max: usize, metrics: &Metrics) {
         loop {
             {
                 let mut dirty = self
@@ -264,7 +281,62 @@ impl Hub {
             for session in sessions {
                 session.outbox.offer_presence(count as u64);
             }
+            self.send_online_changes(list_max, metrics);
             std::thread::sleep(interval);
+        }
+    }
+}
+
+impl Hub {
+    /// 10004 from a bound session: SYSTEM 20004 with the sorted online ids,
+    /// and from now on the window's 20005s. Over `list_max` online ids it
+    /// is refused with `SubscribeRefusal::TooMany` (ERROR 40003).
+    pub fn subscribe(
+        &self,
+        session: &Arc<Session>,
+        list_max: usize,
+        metrics: &Metrics,
+    ) -> Result<(), SubscribeRefusal> {
+        let _turn = self
+            .online_list_turn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let ids = self.registry.subscribe(session, list_max)?;
+        if session.outbox.send_text(&online::list(&ids), metrics) == Enqueued::Overflowed {
+            self.leave(session, metrics);
+        }
+        Ok(())
+    }
+
+    /// End the online list's window: one rendering per distinct message
+    /// (every subscriber that was subscribed all window long shares one).
+    fn send_online_changes(&self, list_max: usize, metrics: &Metrics) {
+        let _turn = self
+            .online_list_turn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let window = self.registry.end_window(list_max);
+        let mut rendered: HashMap<Due, Option<String>> = HashMap::new();
+        for (session, due) in &window.due {
+            let text = rendered.entry(*due).or_insert_with(|| match *due {
+                Due::Nothing => None,
+                Due::Changes { from } => {
+                    let net = window.journal.net_since(from);
+                    // PROTOCOL.md: "only when something changed".
+                    (!net.is_empty()).then(|| online::changes(window.online, &net, false))
+                }
+                Due::LastChanges { from } => Some(online::changes(
+                    window.online,
+                    &window.journal.net_since(from),
+                    true,
+                )),
+                Due::FreshList => window.list.as_deref().map(online::list),
+            });
+            if let Some(text) = text {
+                if session.outbox.send_text(text, metrics) == Enqueued::Overflowed {
+                    self.leave(session, metrics);
+                }
+            }
         }
     }
 }

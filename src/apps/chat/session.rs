@@ -28,7 +28,7 @@ use crate::protocol::{CloseCode, Config, Connection, Event, Message, ProtocolErr
 
 use super::message::{self, codes, MessageTemplate, UserId};
 use super::outbox::{Enqueued, Outbox};
-use super::registry::Session;
+use super::registry::{Session, SubscribeRefusal};
 use super::step::{self, Action, Context, Deliver, RateLimit};
 use super::{unix_millis, Hub};
 
@@ -330,6 +330,7 @@ impl Reader<'_> {
             match action {
                 Action::Reply(text) => self.reply(&text),
                 Action::Bind(id) => self.bind(id),
+                Action::Subscribe => self.subscribe(),
                 Action::Close(code, reason) => self.close(code, reason),
             }
         }
@@ -356,6 +357,25 @@ impl Reader<'_> {
         }
         if changed {
             self.hub.presence_changed(self.metrics);
+        }
+    }
+}
+
+impl Reader<'_> {
+    /// 10004 from a bound session: SYSTEM 20004 from the hub, or ERROR
+    /// 40003 when more ids are online than `--presence-list-max`.
+    fn subscribe(&mut self) {
+        let list_max = self.shared.config.presence_list_max;
+        match self.hub.subscribe(&self.session, list_max, self.metrics) {
+            Ok(()) => self
+                .conn
+                .trace_note(|| "subscribed to the online list: SYSTEM 20004 queued".to_owned()),
+            Err(SubscribeRefusal::TooMany) => self.reply(&message::error(
+                codes::ERROR_LIST_TOO_LONG,
+                &format!("the online list is over {list_max} ids: ask again later"),
+            )),
+            // Left the registry (closing, or dropped): nothing more to say.
+            Err(SubscribeRefusal::NotOnline) => {}
         }
     }
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::protocol::CloseCode;
 
-use super::message::{self, codes, ClientMessage, MessageTemplate, UserId};
+use super::message::{self, codes, ClientMessage, MessageTemplate, RequestError, UserId};
 use super::token;
 
 /// What a request asks of its session, in order.
@@ -25,6 +25,9 @@ pub enum Action {
     /// SYSTEM 20002 `true` then 20001 with the online count, both through
     /// the session's outbox so that no presence update comes between them.
     Bind(UserId),
+    /// Subscribe the session to the online list: the shell answers SYSTEM
+    /// 20004, or ERROR 40003 when the list is over `--presence-list-max`.
+    Subscribe,
     /// Start the closing handshake with this code and reason.
     Close(CloseCode, &'static str),
 }
@@ -102,6 +105,9 @@ pub fn text(
     }
     match message::decode(text) {
         Ok(decoded) => request(user, decoded, context, deliver),
+        // PROTOCOL.md: "an AUTH whose `id` is missing or malformed is a
+        // rejected AUTH", with or without `--auth-secret`.
+        Err(refusal @ RequestError::InvalidAuthId) => rejected_auth(&refusal.message()),
         Err(refusal) => vec![Action::Reply(message::request_error(&refusal))],
     }
 }
@@ -126,9 +132,13 @@ pub fn request(
         ClientMessage::Auth { id, token } => auth(user, id, token.as_deref(), context),
         ClientMessage::Ping => vec![Action::Reply(message::pong())],
         ClientMessage::Pong => Vec::new(),
-        ClientMessage::Peer { .. } | ClientMessage::Broadcast { .. } if user.is_none() => {
+        // PROTOCOL.md: 10004 "before AUTH ... is answered like 10002 (1500 / 40100)".
+        ClientMessage::Peer { .. } | ClientMessage::Broadcast { .. } | ClientMessage::Presence
+            if user.is_none() =>
+        {
             vec![Action::Reply(message::auth_required())]
         }
+        ClientMessage::Presence => vec![Action::Subscribe],
         ClientMessage::Peer { to, data } => {
             if deliver.to_user(&to, template(codes::MESSAGE_PEER, Some(&to), &data)) == 0 {
                 vec![Action::Reply(message::error(
@@ -174,21 +184,26 @@ fn auth(
             None => Err("a token is required".to_owned()),
         };
         if let Err(why) = verdict {
-            // PROTOCOL.md: 20002 false, then ERROR 40101, then Close 1008.
-            return vec![
-                Action::Reply(message::system(
-                    codes::SYSTEM_AUTH_RESULT,
-                    Value::Bool(false),
-                )),
-                Action::Reply(message::error(
-                    codes::ERROR_AUTH_REJECTED,
-                    &format!("authentication rejected: {why}"),
-                )),
-                Action::Close(CloseCode::POLICY_VIOLATION, "authentication rejected"),
-            ];
+            return rejected_auth(&why);
         }
     }
     vec![Action::Bind(id)]
+}
+
+/// PROTOCOL.md: "A rejected AUTH gets SYSTEM 20002 `false`, then ERROR
+/// 40101, then a Close with code 1008."
+fn rejected_auth(why: &str) -> Vec<Action> {
+    vec![
+        Action::Reply(message::system(
+            codes::SYSTEM_AUTH_RESULT,
+            Value::Bool(false),
+        )),
+        Action::Reply(message::error(
+            codes::ERROR_AUTH_REJECTED,
+            &format!("authentication rejected: {why}"),
+        )),
+        Action::Close(CloseCode::POLICY_VIOLATION, "authentication rejected"),
+    ]
 }
 
 #[cfg(test)]
@@ -316,8 +331,30 @@ mod tests {
             .contains("alice"));
     }
 
+    /// `actions` are the rejected-AUTH answer: 20002 false, 40101, Close 1008.
+    fn assert_rejected(actions: &[Action], request: &str) {
+        assert_eq!(actions.len(), 3, "{request}: {actions:?}");
+        assert_eq!(
+            actions[2],
+            Action::Close(CloseCode::POLICY_VIOLATION, "authentication rejected"),
+            "{request}"
+        );
+        let replies = replies(&actions[..2]);
+        assert_eq!(
+            codes_of(&replies[0]),
+            (codes::SERVER_SYSTEM, codes::SYSTEM_AUTH_RESULT),
+            "{request}"
+        );
+        assert_eq!(replies[0]["extend"]["mess"], false, "{request}");
+        assert_eq!(
+            codes_of(&replies[1]),
+            (codes::SERVER_ERROR, codes::ERROR_AUTH_REJECTED),
+            "{request}"
+        );
+    }
+
     #[test]
-    fn invalid_ids_get_40002_and_bind_nothing() {
+    fn a_missing_or_malformed_id_is_a_rejected_auth_with_or_without_a_secret() {
         let mut registry = FakeRegistry::default();
         let too_long = format!(r#"{{"code":10000,"id":"{}"}}"#, "x".repeat(65));
         for request in [
@@ -334,14 +371,13 @@ mod tests {
             r#"{"code":10000,"id":["alice"]}"#,
             r#"{"code":10000,"id":{"id":"alice"}}"#,
         ] {
-            let replies = replies(&run(None, request, None, &mut registry));
-            assert_eq!(replies.len(), 1, "{request}");
-            assert_eq!(
-                codes_of(&replies[0]),
-                (codes::SERVER_ERROR, codes::ERROR_INVALID_FIELD),
-                "{request}"
-            );
+            for secret in [None, Some("s3cret")] {
+                assert_rejected(&run(None, request, secret, &mut registry), request);
+            }
+            // Bound or not: the contract makes no exception.
+            assert_rejected(&run(Some("alice"), request, None, &mut registry), request);
         }
+        assert!(registry.delivered.is_empty());
     }
 
     #[test]
@@ -376,21 +412,7 @@ mod tests {
             r#"{"code":10000,"id":"alice","token":"garbage"}"#.to_owned(),
         ] {
             let actions = run(None, &request, Some("s3cret"), &mut registry);
-            assert_eq!(actions.len(), 3, "{request}");
-            assert_eq!(
-                actions[2],
-                Action::Close(CloseCode::POLICY_VIOLATION, "authentication rejected")
-            );
-            let replies = replies(&actions[..2]);
-            assert_eq!(
-                codes_of(&replies[0]),
-                (codes::SERVER_SYSTEM, codes::SYSTEM_AUTH_RESULT)
-            );
-            assert_eq!(replies[0]["extend"]["mess"], false);
-            assert_eq!(
-                codes_of(&replies[1]),
-                (codes::SERVER_ERROR, codes::ERROR_AUTH_REJECTED)
-            );
+            assert_rejected(&actions, &request);
         }
     }
 
@@ -403,7 +425,7 @@ mod tests {
     }
 
     #[test]
-    fn peer_or_broadcast_before_auth_is_1500_40100_and_delivers_nothing() {
+    fn peer_broadcast_or_presence_before_auth_is_1500_40100_and_delivers_nothing() {
         let mut registry = FakeRegistry {
             online: vec![("bob", 1)],
             others: 1,
@@ -412,6 +434,7 @@ mod tests {
         for request in [
             r#"{"code":10002,"data":{"to":"bob","text":"hi"}}"#,
             r#"{"code":10003,"data":"hi"}"#,
+            r#"{"code":10004}"#,
         ] {
             let replies = replies(&run(None, request, None, &mut registry));
             assert_eq!(replies.len(), 1, "{request}");
@@ -710,6 +733,16 @@ mod tests {
             assert!(at(much_later, &mut registry, &mut rate).is_empty());
         }
         assert!(!at(much_later, &mut registry, &mut rate).is_empty());
+    }
+
+    #[test]
+    fn presence_from_a_bound_session_subscribes_it_whatever_else_the_request_holds() {
+        let mut registry = FakeRegistry::default();
+        for request in [r#"{"code":10004}"#, r#"{'code':10004,'data':1}"#] {
+            let actions = run(Some("alice"), request, None, &mut registry);
+            assert_eq!(actions, vec![Action::Subscribe], "{request}");
+        }
+        assert!(registry.delivered.is_empty());
     }
 
     #[test]
