@@ -359,10 +359,47 @@ test("seed: the seed's unchanged SocketBox client chats with a demo page user", 
   await waitLine(alice.page, 'peer', 'seeduser', 'hello from seed');
   const text = await alice.page.locator('#messages li[data-kind="peer"][data-from="seeduser"] .text').last().textContent();
   assert.equal(text, fromSeed);
+
+  // The online list is opt-in: through its own unchanged sendData the seed
+  // asks for it, gets 20004 and then 20005 when someone arrives, and its
+  // sysInvake passes over both codes without error.
+  await seed.page.evaluate(() => SocketBox.sendData(true, '{"code":10004}'));
+  const systemCodes = () => seed.received.map((p) => JSON.parse(p)).filter((m) => m.code === 988).map((m) => m.extend.code);
+  await until(() => systemCodes().includes(20004), 'the online list (20004) on the seed page');
+  const dora = await demoUser('dora');
+  await until(() => seed.received.some((p) => {
+    const m = JSON.parse(p);
+    return m.code === 988 && m.extend.code === 20005 && m.extend.mess.joined.includes('dora');
+  }), 'dora joining (20005) on the seed page');
+  await sendPeer(alice.page, 'seeduser', 'still chatting');
+  await seed.page.waitForFunction(() => window.answered.some((b) => b.data.text === 'still chatting'), null, { timeout: WAIT_MS });
   assert.deepEqual(seed.errors, []);
 
+  await dora.page.context().close();
   await seed.page.context().close();
   await waitCount(alice.page, 2);
+});
+
+test("seed: a malformed id reaches the seed's unchanged client as 20002 false, then ERROR 40101 and Close 1008", { skip: seedSkip }, async () => {
+  const seed = await newPage('seed-rejected');
+  await seed.page.goto(`${baseUrl}/healthz`);
+  await seed.page.addScriptTag({ content: SEED_PRELUDE });
+  await seed.page.addScriptTag({ content: seedClientSource() });
+  const wsUrl = `${baseUrl.replace(/^http/, 'ws')}/ws`;
+  await seed.page.evaluate((url) => {
+    SocketBox.init('not a valid id!', url);
+    // The seed keeps its socket in an accidental global; listen beside its own handler.
+    socket.addEventListener('close', (e) => { window.closedWith = e.code; });
+  }, wsUrl);
+  // isAuth is undefined until the seed's sysInvake stores 20002's mess.
+  await seed.page.waitForFunction(() => window.isAuth === false, null, { timeout: WAIT_MS });
+  await seed.page.waitForFunction(() => window.closedWith !== undefined, null, { timeout: WAIT_MS });
+  assert.equal(await seed.page.evaluate(() => window.closedWith), 1008);
+  const received = seed.received.map((p) => JSON.parse(p));
+  assert.deepEqual(received.map((m) => m.extend && m.extend.code), [20002, 40101]);
+  assert.equal(received[0].extend.mess, false);
+  assert.deepEqual(seed.errors, []);
+  await seed.page.context().close();
 });
 
 test('socketbox.js answers the server PING (476) with {"code":10016}', { skip: !ownServer && 'needs SOCKETBOX_BIN (--heartbeat 1)' }, async () => {
