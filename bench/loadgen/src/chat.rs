@@ -266,7 +266,7 @@ impl Crowd {
     /// The default handling of one server message: AUTH results, server
     /// pings, presence, errors, and `seq` of MESSAGEs. Returns the value
     /// when it is a MESSAGE for the caller to check further.
-    fn common(&mut self, index: usize, value: Option<Value>) -> Option<Value> {
+    pub fn common(&mut self, index: usize, value: Option<Value>) -> Option<Value> {
         let Some(value) = value else {
             self.errors.bad += 1;
             self.complain("a text message that is not JSON");
@@ -447,6 +447,38 @@ impl Crowd {
             }
         }
         unanswered
+    }
+
+    /// Queue `value` on session `index` and send what its socket takes.
+    pub fn send_to(&mut self, index: usize, value: &Value) {
+        let session = &mut self.sessions[index];
+        if !session.alive {
+            return;
+        }
+        session.send_json(value);
+        if !session.flush() {
+            self.fail_session(index);
+        }
+    }
+
+    /// Start the closing handshake on session `index` (a logout); the
+    /// server's Close, read by [`Crowd::pump`], ends it.
+    pub fn begin_close(&mut self, index: usize) {
+        let session = &mut self.sessions[index];
+        if !session.alive || session.close_sent {
+            return;
+        }
+        session.close_sent = true;
+        let close = ws::close_frame(&mut session.rng);
+        session.out.extend_from_slice(&close);
+        if !session.flush() {
+            self.fail_session(index);
+        }
+    }
+
+    /// Sessions still open.
+    pub fn alive(&self) -> usize {
+        self.sessions.iter().filter(|s| s.alive).count()
     }
 
     /// Send Close on every session and let them go.

@@ -15,6 +15,7 @@ mod idle;
 mod procfs;
 mod report;
 mod soak;
+mod storm;
 mod stress;
 mod ws;
 
@@ -34,6 +35,7 @@ bad usage, 3 when a soak passed --max-time.
   loadgen handshake --addr A [--path /echo] --clients C --duration S --warmup S
   loadgen fanout    --addr A --sessions N --rounds R
   loadgen peers     --addr A --users N --depth K --duration S --warmup S
+  loadgen storm     --addr A --pid PID [--subscribers N] [--subscribe 1|0] [--users M] [--storm-secs S] [--presence-interval-ms MS]
   loadgen stress    --addr A [--secret S] [--admin T] [--only PREFIX] [--pid PID --stack-kib K]
   loadgen soak echo --addr A [--conns N] [--rate R] [--size BYTES] [--duration S] [--text] [SOAK FLAGS]
   loadgen soak chat --addr A [--users N] [--rate R] [--size CHARS] [--duration S] [--id-prefix T] [SOAK FLAGS]
@@ -290,6 +292,42 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
             );
             Ok(o.errors.total() == 0)
         }
+        "storm" => {
+            let opts = storm::Options {
+                addr: args.addr()?,
+                pid: args.num("pid", 0)?,
+                subscribers: args.num("subscribers", 1000)?,
+                subscribe: args.num::<u8>("subscribe", 1)? != 0,
+                users: args.num("users", 1000)?,
+                storm: args.secs("storm-secs", 1.0)?,
+                presence_interval: Duration::from_millis(args.num("presence-interval-ms", 1000)?),
+                prefix: format!("st{}-", std::process::id()),
+            };
+            if opts.pid == 0 {
+                return Err("storm: --pid is required (the server's CPU time is the point)".into());
+            }
+            let o = storm::run(&opts).map_err(|e| e.to_string())?;
+            let wave = |name: &str, w: &storm::Wave| {
+                format!(
+                    "{name}_secs={:.2} {name}_cpu_s={:.2} {name}_msgs_mean={:.2} {name}_msgs_max={} {name}_bytes_mean={:.0}",
+                    w.secs, w.cpu_secs, w.msgs_mean, w.msgs_max, w.bytes_mean
+                )
+            };
+            println!(
+                "RESULT {label}test=storm subscribers={} subscribe={} subscribed={} users={} {} {} wrong_lists={} errors={} session_errors={} bad={}",
+                opts.subscribers,
+                u8::from(opts.subscribe),
+                o.subscribed,
+                opts.users,
+                wave("login", &o.login),
+                wave("logout", &o.logout),
+                o.wrong_lists,
+                o.errors.total() + o.wrong_lists,
+                o.errors.sessions,
+                o.errors.bad
+            );
+            Ok(o.errors.total() + o.wrong_lists == 0 && (!opts.subscribe || o.subscribed == opts.subscribers))
+        }
         "stress" => {
             let secret = args.flags.get("secret").cloned();
             let admin = args.flags.get("admin").cloned();
@@ -350,7 +388,7 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
             soak::run(&opts, &label)
         }
         _ => Err(format!(
-            "unknown mode {mode:?} (echo, idle, handshake, fanout, peers, stress, stacks, soak echo, soak chat, report)"
+            "unknown mode {mode:?} (echo, idle, handshake, fanout, peers, storm, stress, stacks, soak echo, soak chat, report)"
         )),
     }
 }
