@@ -424,16 +424,7 @@ impl Crowd {
         mut handler: impl FnMut(&mut Crowd, usize, Instant, &[u8]),
     ) -> u64 {
         for index in 0..self.sessions.len() {
-            let session = &mut self.sessions[index];
-            if !session.alive {
-                continue;
-            }
-            session.close_sent = true;
-            let close = ws::close_frame(&mut session.rng);
-            session.out.extend_from_slice(&close);
-            if !session.flush() {
-                self.fail_session(index);
-            }
+            self.begin_close(index);
         }
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline && self.sessions.iter().any(|s| s.alive) {
