@@ -21,6 +21,7 @@ use mio::{Events, Interest, Poll, Token};
 use serde_json::{json, Value};
 
 use crate::hist::Histogram;
+use crate::procfs::{self, Sample};
 use crate::soak::Live;
 use crate::ws::{self, op, Incoming, Rng};
 
@@ -55,7 +56,10 @@ pub struct Session {
 
 impl Session {
     fn send_json(&mut self, value: &Value) {
-        let text = value.to_string();
+        self.send_text(&value.to_string());
+    }
+
+    fn send_text(&mut self, text: &str) {
         let key = ws::mask_key(&mut self.rng);
         ws::write_frame(&mut self.out, true, op::TEXT, &[text.as_bytes()], key);
     }
@@ -127,6 +131,15 @@ impl Opening {
     };
 }
 
+/// What the sessions of a crowd speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// The SocketBox protocol on `/ws`: AUTH first, JSON messages.
+    Chat,
+    /// Plain WebSocket text, relayed as is (a broadcast server).
+    Plain,
+}
+
 /// What one frame from the server is to a session.
 enum Frame {
     Text(Vec<u8>),
@@ -143,6 +156,28 @@ impl Crowd {
         prefix: &str,
         count: usize,
         opening: Opening,
+    ) -> io::Result<Crowd> {
+        Crowd::open(addr, path, prefix, count, opening, Flavour::Chat)
+    }
+
+    /// Connect `count` plain WebSocket connections (no AUTH, no protocol
+    /// on top), for servers that only relay what they get.
+    pub fn connect_plain(
+        addr: SocketAddr,
+        path: &str,
+        count: usize,
+        opening: Opening,
+    ) -> io::Result<Crowd> {
+        Crowd::open(addr, path, "plain", count, opening, Flavour::Plain)
+    }
+
+    fn open(
+        addr: SocketAddr,
+        path: &str,
+        prefix: &str,
+        count: usize,
+        opening: Opening,
+        flavour: Flavour,
     ) -> io::Result<Crowd> {
         let openers = 4.min(count.max(1));
         let started = Instant::now();
@@ -161,15 +196,18 @@ impl Crowd {
                             let user = format!("{prefix}{i}");
                             match ws::connect(addr, path, &mut rng, opening.timeout) {
                                 Ok((mut stream, leftover)) => {
-                                    let auth = json!({"code": code::AUTH, "id": user}).to_string();
                                     let mut frame = Vec::new();
-                                    ws::write_frame(
-                                        &mut frame,
-                                        true,
-                                        op::TEXT,
-                                        &[auth.as_bytes()],
-                                        ws::mask_key(&mut rng),
-                                    );
+                                    if flavour == Flavour::Chat {
+                                        let auth =
+                                            json!({"code": code::AUTH, "id": user}).to_string();
+                                        ws::write_frame(
+                                            &mut frame,
+                                            true,
+                                            op::TEXT,
+                                            &[auth.as_bytes()],
+                                            ws::mask_key(&mut rng),
+                                        );
+                                    }
                                     if stream.write_all(&frame).is_ok()
                                         && stream.set_nonblocking(true).is_ok()
                                     {
@@ -216,7 +254,7 @@ impl Crowd {
                 out_pos: 0,
                 rng: Rng::new(0xabc0 + i as u64),
                 user: format!("{prefix}{i}"),
-                authed: false,
+                authed: flavour == Flavour::Plain,
                 last_seq: 0,
                 alive: true,
                 close_sent: false,
@@ -493,30 +531,59 @@ pub struct FanoutOutcome {
     pub errors: Errors,
     /// Sessions that received (the broadcaster excluded).
     pub receivers: usize,
+    /// The server and the system before connecting and once every session
+    /// is connected (and, for the chat, authenticated) and quiet.
+    pub memory: Option<(Sample, Sample)>,
+}
+
+/// What a fan-out run asks for.
+#[derive(Debug, Clone)]
+pub struct FanoutOptions {
+    /// The server.
+    pub addr: SocketAddr,
+    /// The endpoint: `/ws` for the chat, whatever a broadcast server serves.
+    pub path: String,
+    /// The chat's BROADCAST, or a plain text a broadcast server relays.
+    pub flavour: Flavour,
+    /// Id prefix (chat).
+    pub prefix: String,
+    /// Sessions besides the sender.
+    pub receivers: usize,
+    /// Broadcasts sent, one at a time.
+    pub rounds: usize,
+    /// The server's process, for the memory readings (0: none).
+    pub pid: u32,
 }
 
 /// Broadcast from session 0 to `receivers` sessions, `rounds` times.
-pub fn fanout(
-    addr: SocketAddr,
-    prefix: &str,
-    receivers: usize,
-    rounds: usize,
-) -> io::Result<FanoutOutcome> {
-    let mut crowd = Crowd::connect(addr, "/ws", prefix, receivers + 1, Opening::FAST)?;
+pub fn fanout(o: &FanoutOptions) -> io::Result<FanoutOutcome> {
+    let before = (o.pid != 0).then(|| procfs::sample(o.pid));
+    let mut crowd = match o.flavour {
+        Flavour::Chat => {
+            Crowd::connect(o.addr, &o.path, &o.prefix, o.receivers + 1, Opening::FAST)?
+        }
+        Flavour::Plain => Crowd::connect_plain(o.addr, &o.path, o.receivers + 1, Opening::FAST)?,
+    };
     crowd.settle(Duration::from_millis(1500), Duration::from_secs(30));
     let mut outcome = FanoutOutcome {
         receivers: crowd.sessions.len().saturating_sub(1),
+        memory: before.map(|before| (before, procfs::sample(o.pid))),
         ..FanoutOutcome::default()
     };
     let count = crowd.sessions.len();
-    for round in 0..rounds {
+    let prefix = &o.prefix;
+    for round in 0..o.rounds {
         let token = format!("fanout-{prefix}-{round}");
         let mut got: Vec<Option<Instant>> = vec![None; count];
         let mut stored: Vec<(usize, Vec<u8>)> = Vec::with_capacity(count);
         let mut pending = count - 1;
-        let broadcast = json!({"code": code::BROADCAST, "data": token});
         let t0 = Instant::now();
-        crowd.sessions[0].send_json(&broadcast);
+        match o.flavour {
+            Flavour::Chat => {
+                crowd.sessions[0].send_json(&json!({"code": code::BROADCAST, "data": token}))
+            }
+            Flavour::Plain => crowd.sessions[0].send_text(&token),
+        }
         if !crowd.sessions[0].flush() {
             crowd.errors.sessions += 1;
             break;
@@ -531,6 +598,16 @@ pub fn fanout(
                 }
                 stored.push((i, payload.to_vec()));
             });
+        }
+        if o.flavour == Flavour::Plain {
+            for (i, payload) in stored {
+                if i == 0 || payload != token.as_bytes() {
+                    crowd.errors.bad += 1;
+                    let what = format!("wrong relay to {i}: {}", String::from_utf8_lossy(&payload));
+                    crowd.complain(&what);
+                }
+            }
+            stored = Vec::new();
         }
         let from = crowd.sessions[0].user.clone();
         for (i, payload) in stored {

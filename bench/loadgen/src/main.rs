@@ -33,7 +33,7 @@ bad usage, 3 when a soak passed --max-time.
   loadgen echo      --addr A [--path /echo] --conns N --size BYTES --inflight K --duration S --warmup S [--threads T] [--text]
   loadgen idle      --addr A [--path /echo] --conns N --pid PID [--settle S] [--hold S]
   loadgen handshake --addr A [--path /echo] --clients C --duration S --warmup S
-  loadgen fanout    --addr A --sessions N --rounds R
+  loadgen fanout    --addr A --sessions N --rounds R [--pid PID] [--flavour chat|broadcast] [--path P]
   loadgen peers     --addr A --users N --depth K --duration S --warmup S
   loadgen storm     --addr A --pid PID [--subscribers N] [--subscribe 1|0] [--users M] [--storm-secs S] [--presence-interval-ms MS]
   loadgen stress    --addr A [--secret S] [--admin T] [--only PREFIX] [--pid PID --stack-kib K]
@@ -240,16 +240,44 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
         }
         "fanout" => {
             let sessions: usize = args.num("sessions", 1000)?;
-            let rounds: usize = args.num("rounds", 5)?;
-            let prefix = format!("f{}x{}-u", std::process::id(), sessions);
-            let o =
-                chat::fanout(args.addr()?, &prefix, sessions, rounds).map_err(|e| e.to_string())?;
+            let flavour = match args.str("flavour", "chat").as_str() {
+                "chat" => chat::Flavour::Chat,
+                "broadcast" => chat::Flavour::Plain,
+                other => return Err(format!("--flavour: {other:?} is neither chat nor broadcast")),
+            };
+            let opts = chat::FanoutOptions {
+                addr: args.addr()?,
+                path: args.str("path", if flavour == chat::Flavour::Chat { "/ws" } else { "/" }),
+                flavour,
+                prefix: format!("f{}x{}-u", std::process::id(), sessions),
+                receivers: sessions,
+                rounds: args.num("rounds", 5)?,
+                pid: args.num("pid", 0)?,
+            };
+            let o = chat::fanout(&opts).map_err(|e| e.to_string())?;
             let mut last: Vec<u64> = o.last.clone();
             last.sort_unstable();
             let ms = |n: u64| n as f64 / 1e6;
+            let memory = match o.memory {
+                Some((b, e)) => {
+                    let n = (o.receivers + 1) as f64;
+                    let per = |after: u64, before: u64| (after as f64 - before as f64) / n;
+                    let kernel = per(e.kernel_stack_kib, b.kernel_stack_kib)
+                        + per(e.page_tables_kib, b.page_tables_kib)
+                        + per(e.slab_unreclaim_kib, b.slab_unreclaim_kib);
+                    format!(
+                        " rss_kib_per_session={:.2} kernel_kib_per_session={:.2} threads={}",
+                        per(e.rss_kib, b.rss_kib),
+                        kernel,
+                        e.threads
+                    )
+                }
+                None => String::new(),
+            };
             println!(
-                "RESULT {label}test=fanout sessions={sessions} receivers={} rounds={} last_ms_med={:.2} last_ms_min={:.2} last_ms_max={:.2} \
-                 p50_ms={:.2} errors={} session_errors={} bad={} lost={} last_ms_all={}",
+                "RESULT {label}test=fanout flavour={} sessions={sessions} receivers={} rounds={} last_ms_med={:.2} last_ms_min={:.2} last_ms_max={:.2} \
+                 p50_ms={:.2} errors={} session_errors={} bad={} lost={}{memory} last_ms_all={}",
+                args.str("flavour", "chat"),
                 o.receivers,
                 last.len(),
                 ms(last.get(last.len() / 2).copied().unwrap_or(0)),

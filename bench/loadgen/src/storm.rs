@@ -254,12 +254,15 @@ pub fn run(o: &Options) -> std::io::Result<Outcome> {
             for index in 0..storm.sessions.len() {
                 let due = started + Duration::from_secs_f64(index as f64 / per_second);
                 while Instant::now() < due {
-                    storm.pump(due.saturating_duration_since(Instant::now()), |crowd, i, _, p| {
-                        let value = serde_json::from_slice(p).ok();
-                        if crowd.common(i, value).is_some() {
-                            crowd.errors.bad += 1;
-                        }
-                    });
+                    storm.pump(
+                        due.saturating_duration_since(Instant::now()),
+                        |crowd, i, _, p| {
+                            let value = serde_json::from_slice(p).ok();
+                            if crowd.common(i, value).is_some() {
+                                crowd.errors.bad += 1;
+                            }
+                        },
+                    );
                 }
                 storm.begin_close(index);
             }
