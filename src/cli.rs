@@ -346,7 +346,12 @@ mod tests {
 
     #[test]
     fn a_malformed_redis_url_or_node_id_stops_the_start_naming_the_flag() {
-        for url in ["localhost:6379", "http://x", "redis://", "redis://h:notaport"] {
+        for url in [
+            "localhost:6379",
+            "http://x",
+            "redis://",
+            "redis://h:notaport",
+        ] {
             let error = parse(["--redis", url]).unwrap_err();
             assert!(error.to_string().starts_with("--redis: "), "{url}: {error}");
         }
@@ -372,7 +377,10 @@ mod tests {
     #[test]
     fn without_the_feature_redis_is_refused_saying_why() {
         let error = parse(["--redis", "redis://127.0.0.1:6379/0"]).unwrap_err();
-        assert!(error.to_string().contains("`redis` cargo feature"), "{error}");
+        assert!(
+            error.to_string().contains("`redis` cargo feature"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -105,8 +105,7 @@ pub trait Nodes: Send + Sync + std::fmt::Debug {
     fn reachable(&self) -> bool;
     /// Queue `template` for `user`'s sessions on each of `nodes`; false
     /// when it could not be queued.
-    fn send_to_user(&self, nodes: &[NodeName], user: &UserId, template: &MessageTemplate)
-        -> bool;
+    fn send_to_user(&self, nodes: &[NodeName], user: &UserId, template: &MessageTemplate) -> bool;
     /// Queue `template` for every session on every other node.
     fn send_to_all(&self, template: &MessageTemplate) -> bool;
     /// `Err(reason)` while the other nodes cannot be reached.

@@ -379,7 +379,10 @@ impl Registry {
             Some(old) => {
                 let kept: std::collections::HashSet<&UserId> =
                     users.iter().map(|(id, _)| id).collect();
-                old.keys().filter(|id| !kept.contains(id)).cloned().collect()
+                old.keys()
+                    .filter(|id| !kept.contains(id))
+                    .cloned()
+                    .collect()
             }
             None => Vec::new(),
         };
