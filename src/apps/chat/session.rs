@@ -391,8 +391,11 @@ struct Routes<'a> {
 impl Deliver for Routes<'_> {
     fn to_user(&mut self, to: &UserId, template: Arc<MessageTemplate>) -> Reach {
         let reach = self.hub.send_to_user(to, &template, self.metrics);
-        self.conn
-            .trace_note(|| format!("MESSAGE 30001 to {to}: {reach:?}"));
+        self.conn.trace_note(|| match reach {
+            Reach::Delivered(n) => format!("MESSAGE 30001 queued for {n} session(s) of {to}"),
+            Reach::NotOnline => format!("MESSAGE 30001 queued for 0 session(s) of {to}"),
+            Reach::Unreachable => format!("MESSAGE 30001 for {to}: another node is out of reach"),
+        });
         reach
     }
 
