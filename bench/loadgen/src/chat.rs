@@ -47,6 +47,8 @@ pub struct Session {
     rng: Rng,
     /// Its user id.
     pub user: String,
+    /// Which of the addresses it is connected to.
+    pub node: usize,
     authed: bool,
     last_seq: u64,
     alive: bool,
@@ -144,6 +146,18 @@ impl Crowd {
         count: usize,
         opening: Opening,
     ) -> io::Result<Crowd> {
+        Crowd::connect_spread(&[addr], path, prefix, count, opening)
+    }
+
+    /// Like [`Crowd::connect`], session `i` on `addrs[i % addrs.len()]`
+    /// (several SocketBox nodes sharing a Redis).
+    pub fn connect_spread(
+        addrs: &[SocketAddr],
+        path: &str,
+        prefix: &str,
+        count: usize,
+        opening: Opening,
+    ) -> io::Result<Crowd> {
         let openers = 4.min(count.max(1));
         let started = Instant::now();
         let opened: Vec<Vec<(usize, StdStream, Vec<u8>)>> = std::thread::scope(|scope| {
@@ -159,6 +173,7 @@ impl Crowd {
                                 std::thread::sleep(due.saturating_duration_since(Instant::now()));
                             }
                             let user = format!("{prefix}{i}");
+                            let addr = addrs[i % addrs.len()];
                             match ws::connect(addr, path, &mut rng, opening.timeout) {
                                 Ok((mut stream, leftover)) => {
                                     let auth = json!({"code": code::AUTH, "id": user}).to_string();
@@ -216,6 +231,7 @@ impl Crowd {
                 out_pos: 0,
                 rng: Rng::new(0xabc0 + i as u64),
                 user: format!("{prefix}{i}"),
+                node: i % addrs.len(),
                 authed: false,
                 last_seq: 0,
                 alive: true,
@@ -473,13 +489,14 @@ pub struct FanoutOutcome {
 }
 
 /// Broadcast from session 0 to `receivers` sessions, `rounds` times.
+/// With several `addrs`, the sessions are spread over them.
 pub fn fanout(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     prefix: &str,
     receivers: usize,
     rounds: usize,
 ) -> io::Result<FanoutOutcome> {
-    let mut crowd = Crowd::connect(addr, "/ws", prefix, receivers + 1, Opening::FAST)?;
+    let mut crowd = Crowd::connect_spread(addrs, "/ws", prefix, receivers + 1, Opening::FAST)?;
     crowd.settle(Duration::from_millis(1500), Duration::from_secs(30));
     let mut outcome = FanoutOutcome {
         receivers: crowd.sessions.len().saturating_sub(1),
@@ -556,16 +573,17 @@ pub struct PeersOutcome {
 }
 
 /// `users` sessions; each starts `depth` PEER messages to random others and
-/// sends a new one for each it receives.
+/// sends a new one for each it receives. With several `addrs` the sessions
+/// are spread over them and every message goes to a session on another.
 pub fn peers(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     prefix: &str,
     users: usize,
     depth: usize,
     warmup: Duration,
     duration: Duration,
 ) -> io::Result<PeersOutcome> {
-    let mut crowd = Crowd::connect(addr, "/ws", prefix, users, Opening::FAST)?;
+    let mut crowd = Crowd::connect_spread(addrs, "/ws", prefix, users, Opening::FAST)?;
     crowd.settle(Duration::from_millis(1500), Duration::from_secs(30));
     let mut outcome = PeersOutcome::default();
     let base = Instant::now();
@@ -575,10 +593,15 @@ pub fn peers(
         return Ok(outcome);
     }
     let mut rng = Rng::new(99);
+    let spread = crowd.sessions.iter().any(|s| s.node != 0);
     let send_one = |crowd: &mut Crowd, from: usize, rng: &mut Rng, sent: &mut u64| {
         let mut to = rng.below(count as u64 - 1) as usize;
         if to >= from {
             to += 1;
+        }
+        // Across nodes, when there are several.
+        while spread && crowd.sessions[to].node == crowd.sessions[from].node {
+            to = rng.below(count as u64) as usize;
         }
         let message = json!({"code": code::PEER, "data": {
             "to": crowd.sessions[to].user, "t": base.elapsed().as_nanos() as u64, "f": from}});

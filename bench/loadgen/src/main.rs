@@ -32,8 +32,8 @@ bad usage, 3 when a soak passed --max-time.
   loadgen echo      --addr A [--path /echo] --conns N --size BYTES --inflight K --duration S --warmup S [--threads T] [--text]
   loadgen idle      --addr A [--path /echo] --conns N --pid PID [--settle S] [--hold S]
   loadgen handshake --addr A [--path /echo] --clients C --duration S --warmup S
-  loadgen fanout    --addr A --sessions N --rounds R
-  loadgen peers     --addr A --users N --depth K --duration S --warmup S
+  loadgen fanout    --addr A [--addr2 B] --sessions N --rounds R
+  loadgen peers     --addr A [--addr2 B] --users N --depth K --duration S --warmup S
   loadgen stress    --addr A [--secret S] [--admin T] [--only PREFIX] [--pid PID --stack-kib K]
   loadgen soak echo --addr A [--conns N] [--rate R] [--size BYTES] [--duration S] [--text] [SOAK FLAGS]
   loadgen soak chat --addr A [--users N] [--rate R] [--size CHARS] [--duration S] [--id-prefix T] [SOAK FLAGS]
@@ -115,6 +115,21 @@ impl Args {
             return Err(format!("--addr {addr}: not a loopback address"));
         }
         Ok(addr)
+    }
+
+    /// `--addr`, and `--addr2` when given (a second SocketBox node).
+    fn addrs(&self) -> Result<Vec<SocketAddr>, String> {
+        let mut addrs = vec![self.addr()?];
+        if let Some(text) = self.flags.get("addr2") {
+            let addr: SocketAddr = text
+                .parse()
+                .map_err(|_| format!("--addr2: cannot use {text:?}"))?;
+            if !addr.ip().is_loopback() {
+                return Err(format!("--addr2 {addr}: not a loopback address"));
+            }
+            addrs.push(addr);
+        }
+        Ok(addrs)
     }
 
     fn label(&self) -> String {
@@ -241,7 +256,7 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
             let rounds: usize = args.num("rounds", 5)?;
             let prefix = format!("f{}x{}-u", std::process::id(), sessions);
             let o =
-                chat::fanout(args.addr()?, &prefix, sessions, rounds).map_err(|e| e.to_string())?;
+                chat::fanout(&args.addrs()?, &prefix, sessions, rounds).map_err(|e| e.to_string())?;
             let mut last: Vec<u64> = o.last.clone();
             last.sort_unstable();
             let ms = |n: u64| n as f64 / 1e6;
@@ -268,7 +283,7 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
             let duration = args.secs("duration", 3.0)?;
             let prefix = format!("p{}x{}-u", std::process::id(), users);
             let o = chat::peers(
-                args.addr()?,
+                &args.addrs()?,
                 &prefix,
                 users,
                 depth,
