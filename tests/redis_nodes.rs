@@ -250,13 +250,18 @@ impl Node {
 fn three_nodes(redis: &Redis) -> [Node; 3] {
     let url = redis.url();
     let nodes = [node(&url, "a"), node(&url, "b"), node(&url, "c")];
-    for node in &nodes {
+    for (node, name) in nodes.iter().zip(["a", "b", "c"]) {
         assert!(
             eventually(WAIT, || node.metric("socketbox_redis_up") == 1
                 && node.metric("socketbox_redis_nodes") == 2),
             "every node hears the others:\n{}",
             node.log.contents()
         );
+        // "--node-id ID names a node in logs and metrics".
+        let (_, metrics) = node.server.get("/metrics");
+        let info = format!("socketbox_node_info{{node=\"{name}\"}} 1");
+        assert!(metrics.contains(&info), "{info} in:\n{metrics}");
+        assert!(node.log.contents().contains(&format!("node {name} joins")));
     }
     nodes
 }

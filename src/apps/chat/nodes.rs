@@ -566,6 +566,7 @@ struct Subscriber {
     context: Arc<Context>,
     remotes: HashMap<NodeName, Remote>,
     next_heartbeat: Instant,
+    twin_reported: bool,
 }
 
 impl Subscriber {
@@ -576,6 +577,7 @@ impl Subscriber {
             context,
             remotes: HashMap::new(),
             next_heartbeat: Instant::now(),
+            twin_reported: false,
         }
     }
 
@@ -680,6 +682,14 @@ impl Subscriber {
             return;
         };
         if envelope.node == &*self.link.me {
+            if envelope.instance != self.link.instance && !self.twin_reported {
+                // Its messages and ours cannot be told apart: say so once.
+                self.twin_reported = true;
+                eprintln!(
+                    "socketbox[{}]: another node runs with this --node-id: give each node its own",
+                    self.link.me
+                );
+            }
             return;
         }
         self.link.received.fetch_add(1, Relaxed);
