@@ -476,6 +476,15 @@ fn local_stays_local() -> Result<(), Failed> {
     let mut watcher = redis.watch();
     let mut alice = a.user("alice");
     let mut amy = a.user("amy");
+    all_list(&[&a, &b], &["alice", "amy"])?;
+    drain(&mut watcher, Duration::from_millis(200));
+    // No session on another node: a BROADCAST stays here too.
+    alice.send_json(&json!({"code": 10003, "data": "local-marker-0"}));
+    check(message(&mut amy)["data"] == "local-marker-0", || "amy".into())?;
+    let seen = drain(&mut watcher, Duration::from_secs(1));
+    check(!seen.contains("local-marker-0"), || {
+        "a BROADCAST with no session elsewhere went through Redis".into()
+    })?;
     let mut bob = b.user("bob");
     all_list(&[&a, &b], &["alice", "amy", "bob"])?;
     drain(&mut watcher, Duration::from_millis(200));
