@@ -480,7 +480,9 @@ fn local_stays_local() -> Result<(), Failed> {
     drain(&mut watcher, Duration::from_millis(200));
     // No session on another node: a BROADCAST stays here too.
     alice.send_json(&json!({"code": 10003, "data": "local-marker-0"}));
-    check(message(&mut amy)["data"] == "local-marker-0", || "amy".into())?;
+    check(message(&mut amy)["data"] == "local-marker-0", || {
+        "amy".into()
+    })?;
     let seen = drain(&mut watcher, Duration::from_secs(1));
     check(!seen.contains("local-marker-0"), || {
         "a BROADCAST with no session elsewhere went through Redis".into()
