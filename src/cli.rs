@@ -101,6 +101,8 @@ FLAGS:
     --idle-timeout SECS         silence allowed on /echo before close [300]
     --thread-stack BYTES        stack size of each connection thread [65536]
     --trace                     print every frame on stderr
+    --redis URL                 join the nodes sharing this Redis (redis://HOST:PORT/DB) [off]
+    --node-id ID                this node's name in logs and metrics [random]
     -h, --help                  this text
     -V, --version               the version
 ";
@@ -167,6 +169,9 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Command, Cli
             "--idle-timeout" => config.idle_timeout = seconds(a, "--idle-timeout")?,
             "--thread-stack" => config.thread_stack = number(a, "--thread-stack")?,
             "--trace" => config.trace = true,
+            // Several nodes over Redis.
+            "--redis" => config.redis = Some(redis_url(value(a, "--redis")?)?),
+            "--node-id" => config.node_id = Some(node_id(value(a, "--node-id")?)?),
             other => return Err(CliError::UnknownFlag(other.to_owned())),
         }
     }
@@ -184,6 +189,31 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Command, Cli
             value: error.origin,
         })?;
     Ok(Command::Serve(Box::new(config)))
+}
+
+/// `--redis URL`, checked at start-up so that a typo stops the server
+/// instead of leaving it alone, retrying forever.
+fn redis_url(url: &str) -> Result<String, CliError> {
+    crate::apps::chat::check_redis_url(url)
+        .map(|()| url.to_owned())
+        .map_err(|rule| CliError::Refused {
+            flag: "--redis",
+            value: url.to_owned(),
+            rule,
+        })
+}
+
+/// `--node-id ID`: the characters of a user id, so that it needs no
+/// quoting in logs, metric labels or the messages between nodes.
+fn node_id(id: &str) -> Result<String, CliError> {
+    match UserId::new(id) {
+        Some(_) => Ok(id.to_owned()),
+        None => Err(CliError::Refused {
+            flag: "--node-id",
+            value: id.to_owned(),
+            rule: "1 to 64 of A-Z a-z 0-9 _ . @ -",
+        }),
+    }
 }
 
 fn parse_token<'a>(mut args: impl Iterator<Item = &'a str>) -> Result<Command, CliError> {
@@ -311,6 +341,45 @@ mod tests {
         assert_eq!(
             parse(["token", "--id", "a"]).unwrap_err(),
             CliError::Required("--secret")
+        );
+    }
+
+    #[test]
+    fn a_malformed_redis_url_or_node_id_stops_the_start_naming_the_flag() {
+        for url in [
+            "localhost:6379",
+            "http://x",
+            "redis://",
+            "redis://h:notaport",
+        ] {
+            let error = parse(["--redis", url]).unwrap_err();
+            assert!(error.to_string().starts_with("--redis: "), "{url}: {error}");
+        }
+        assert!(matches!(
+            parse(["--node-id", "a b"]),
+            Err(CliError::Refused {
+                flag: "--node-id",
+                ..
+            })
+        ));
+        let c = serve(&["--node-id", "node-1"]);
+        assert_eq!(c.node_id.as_deref(), Some("node-1"));
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_redis_url_is_kept() {
+        let c = serve(&["--redis", "redis://127.0.0.1:6379/0"]);
+        assert_eq!(c.redis.as_deref(), Some("redis://127.0.0.1:6379/0"));
+    }
+
+    #[cfg(not(feature = "redis"))]
+    #[test]
+    fn without_the_feature_redis_is_refused_saying_why() {
+        let error = parse(["--redis", "redis://127.0.0.1:6379/0"]).unwrap_err();
+        assert!(
+            error.to_string().contains("`redis` cargo feature"),
+            "{error}"
         );
     }
 

@@ -49,6 +49,13 @@ pub struct ServerConfig {
     pub thread_stack: usize,
     /// Print every frame on stderr.
     pub trace: bool,
+
+    // Several nodes over Redis (PROTOCOL.md, *added*; the `redis` feature).
+    /// `--redis URL`: the Redis the nodes share; `None` serves alone.
+    pub redis: Option<String>,
+    /// `--node-id ID`: this node's name in logs and metrics; `None` picks
+    /// a random one.
+    pub node_id: Option<String>,
 }
 
 /// Default stack of a connection thread; see `docs/benchmarks.md` for how
@@ -77,6 +84,8 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(300),
             thread_stack: DEFAULT_THREAD_STACK,
             trace: false,
+            redis: None,
+            node_id: None,
         }
     }
 }

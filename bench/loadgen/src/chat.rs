@@ -48,6 +48,8 @@ pub struct Session {
     rng: Rng,
     /// Its user id.
     pub user: String,
+    /// Which of the addresses it is connected to.
+    pub node: usize,
     authed: bool,
     last_seq: u64,
     alive: bool,
@@ -157,7 +159,19 @@ impl Crowd {
         count: usize,
         opening: Opening,
     ) -> io::Result<Crowd> {
-        Crowd::open(addr, path, prefix, count, opening, Flavour::Chat)
+        Crowd::open(&[addr], path, prefix, count, opening, Flavour::Chat)
+    }
+
+    /// Like [`Crowd::connect`], session `i` on `addrs[i % addrs.len()]`
+    /// (several SocketBox nodes sharing a Redis).
+    pub fn connect_spread(
+        addrs: &[SocketAddr],
+        path: &str,
+        prefix: &str,
+        count: usize,
+        opening: Opening,
+    ) -> io::Result<Crowd> {
+        Crowd::open(addrs, path, prefix, count, opening, Flavour::Chat)
     }
 
     /// Connect `count` plain WebSocket connections (no AUTH, no protocol
@@ -168,11 +182,11 @@ impl Crowd {
         count: usize,
         opening: Opening,
     ) -> io::Result<Crowd> {
-        Crowd::open(addr, path, "plain", count, opening, Flavour::Plain)
+        Crowd::open(&[addr], path, "plain", count, opening, Flavour::Plain)
     }
 
     fn open(
-        addr: SocketAddr,
+        addrs: &[SocketAddr],
         path: &str,
         prefix: &str,
         count: usize,
@@ -194,6 +208,7 @@ impl Crowd {
                                 std::thread::sleep(due.saturating_duration_since(Instant::now()));
                             }
                             let user = format!("{prefix}{i}");
+                            let addr = addrs[i % addrs.len()];
                             match ws::connect(addr, path, &mut rng, opening.timeout) {
                                 Ok((mut stream, leftover)) => {
                                     let mut frame = Vec::new();
@@ -254,6 +269,7 @@ impl Crowd {
                 out_pos: 0,
                 rng: Rng::new(0xabc0 + i as u64),
                 user: format!("{prefix}{i}"),
+                node: i % addrs.len(),
                 authed: flavour == Flavour::Plain,
                 last_seq: 0,
                 alive: true,
@@ -539,8 +555,8 @@ pub struct FanoutOutcome {
 /// What a fan-out run asks for.
 #[derive(Debug, Clone)]
 pub struct FanoutOptions {
-    /// The server.
-    pub addr: SocketAddr,
+    /// The server, or the nodes to spread the sessions over.
+    pub addrs: Vec<SocketAddr>,
     /// The endpoint: `/ws` for the chat, whatever a broadcast server serves.
     pub path: String,
     /// The chat's BROADCAST, or a plain text a broadcast server relays.
@@ -556,13 +572,13 @@ pub struct FanoutOptions {
 }
 
 /// Broadcast from session 0 to `receivers` sessions, `rounds` times.
+/// With several `addrs` (chat only), the sessions are spread over them.
 pub fn fanout(o: &FanoutOptions) -> io::Result<FanoutOutcome> {
     let before = (o.pid != 0).then(|| procfs::sample(o.pid));
+    let count = o.receivers + 1;
     let mut crowd = match o.flavour {
-        Flavour::Chat => {
-            Crowd::connect(o.addr, &o.path, &o.prefix, o.receivers + 1, Opening::FAST)?
-        }
-        Flavour::Plain => Crowd::connect_plain(o.addr, &o.path, o.receivers + 1, Opening::FAST)?,
+        Flavour::Chat => Crowd::connect_spread(&o.addrs, &o.path, &o.prefix, count, Opening::FAST)?,
+        Flavour::Plain => Crowd::connect_plain(o.addrs[0], &o.path, count, Opening::FAST)?,
     };
     crowd.settle(Duration::from_millis(1500), Duration::from_secs(30));
     let mut outcome = FanoutOutcome {
@@ -656,16 +672,17 @@ pub struct PeersOutcome {
 }
 
 /// `users` sessions; each starts `depth` PEER messages to random others and
-/// sends a new one for each it receives.
+/// sends a new one for each it receives. With several `addrs` the sessions
+/// are spread over them and every message goes to a session on another.
 pub fn peers(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     prefix: &str,
     users: usize,
     depth: usize,
     warmup: Duration,
     duration: Duration,
 ) -> io::Result<PeersOutcome> {
-    let mut crowd = Crowd::connect(addr, "/ws", prefix, users, Opening::FAST)?;
+    let mut crowd = Crowd::connect_spread(addrs, "/ws", prefix, users, Opening::FAST)?;
     crowd.settle(Duration::from_millis(1500), Duration::from_secs(30));
     let mut outcome = PeersOutcome::default();
     let base = Instant::now();
@@ -675,10 +692,15 @@ pub fn peers(
         return Ok(outcome);
     }
     let mut rng = Rng::new(99);
+    let spread = crowd.sessions.iter().any(|s| s.node != 0);
     let send_one = |crowd: &mut Crowd, from: usize, rng: &mut Rng, sent: &mut u64| {
         let mut to = rng.below(count as u64 - 1) as usize;
         if to >= from {
             to += 1;
+        }
+        // Across nodes, when there are several.
+        while spread && crowd.sessions[to].node == crowd.sessions[from].node {
+            to = rng.below(count as u64) as usize;
         }
         let message = json!({"code": code::PEER, "data": {
             "to": crowd.sessions[to].user, "t": base.elapsed().as_nanos() as u64, "f": from}});

@@ -33,8 +33,8 @@ bad usage, 3 when a soak passed --max-time.
   loadgen echo      --addr A [--path /echo] --conns N --size BYTES --inflight K --duration S --warmup S [--threads T] [--text]
   loadgen idle      --addr A [--path /echo] --conns N --pid PID [--settle S] [--hold S]
   loadgen handshake --addr A [--path /echo] --clients C --duration S --warmup S
-  loadgen fanout    --addr A --sessions N --rounds R [--pid PID] [--flavour chat|broadcast] [--path P]
-  loadgen peers     --addr A --users N --depth K --duration S --warmup S
+  loadgen fanout    --addr A [--addr2 B] --sessions N --rounds R [--pid PID] [--flavour chat|broadcast] [--path P]
+  loadgen peers     --addr A [--addr2 B] --users N --depth K --duration S --warmup S
   loadgen storm     --addr A --pid PID [--subscribers N] [--subscribe 1|0] [--users M] [--storm-secs S] [--presence-interval-ms MS]
   loadgen stress    --addr A [--secret S] [--admin T] [--only PREFIX] [--pid PID --stack-kib K]
   loadgen soak echo --addr A [--conns N] [--rate R] [--size BYTES] [--duration S] [--text] [SOAK FLAGS]
@@ -117,6 +117,21 @@ impl Args {
             return Err(format!("--addr {addr}: not a loopback address"));
         }
         Ok(addr)
+    }
+
+    /// `--addr`, and `--addr2` when given (a second SocketBox node).
+    fn addrs(&self) -> Result<Vec<SocketAddr>, String> {
+        let mut addrs = vec![self.addr()?];
+        if let Some(text) = self.flags.get("addr2") {
+            let addr: SocketAddr = text
+                .parse()
+                .map_err(|_| format!("--addr2: cannot use {text:?}"))?;
+            if !addr.ip().is_loopback() {
+                return Err(format!("--addr2 {addr}: not a loopback address"));
+            }
+            addrs.push(addr);
+        }
+        Ok(addrs)
     }
 
     fn label(&self) -> String {
@@ -246,7 +261,7 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
                 other => return Err(format!("--flavour: {other:?} is neither chat nor broadcast")),
             };
             let opts = chat::FanoutOptions {
-                addr: args.addr()?,
+                addrs: args.addrs()?,
                 path: args.str("path", if flavour == chat::Flavour::Chat { "/ws" } else { "/" }),
                 flavour,
                 prefix: format!("f{}x{}-u", std::process::id(), sessions),
@@ -298,7 +313,7 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
             let duration = args.secs("duration", 3.0)?;
             let prefix = format!("p{}x{}-u", std::process::id(), users);
             let o = chat::peers(
-                args.addr()?,
+                &args.addrs()?,
                 &prefix,
                 users,
                 depth,

@@ -13,6 +13,7 @@
 //! | `step` | what one request does, as data: replies, deliveries, bind, close |
 //! | `session` | one `/ws` connection's reader: frames in, the step's actions carried out |
 //! | `api` | `/api/online`, `/api/push`, `/api/broadcast` |
+//! | `nodes` | several nodes over Redis (`--redis`, the `redis` feature) |
 //!
 //! [`Hub`] ties them together: it is the chat state the server shares
 //! between all connection threads. [`Chat`] is the WebSocket application
@@ -22,6 +23,8 @@
 pub(crate) mod api;
 pub mod laxjson;
 pub mod message;
+#[cfg(feature = "redis")]
+pub(crate) mod nodes;
 pub(crate) mod online;
 pub(crate) mod outbox;
 pub(crate) mod registry;
@@ -38,10 +41,10 @@ use crate::io::app::Context;
 use crate::io::app::{Upgraded, WebSocketHandler};
 use crate::io::metrics::Metrics;
 
-use message::MessageTemplate;
+use message::{MessageTemplate, UserId};
 use online::Due;
 use outbox::Enqueued;
-use registry::{Registry, Session, SubscribeRefusal};
+use registry::{NodeName, Registry, Session, SubscribeRefusal};
 
 /// The subprotocol `/ws` selects when the client offers it.
 pub const CHAT_SUBPROTOCOL: &str = "socketbox.v1";
@@ -57,6 +60,10 @@ impl Chat {
     /// `--presence-interval`.
     pub fn mount(context: &Arc<Context>) -> std::io::Result<Chat> {
         let hub = Arc::new(Hub::default());
+        #[cfg(feature = "redis")]
+        if let Some(url) = &context.config.redis {
+            nodes::join(&hub, context, url)?;
+        }
         let presence = Arc::clone(&hub);
         let context = Arc::clone(context);
         std::thread::Builder::new()
@@ -76,6 +83,47 @@ impl Chat {
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
     }
+}
+
+/// Whether `url` is a `--redis` value the server can use: `Err` says why
+/// not (also when this build has no `redis` feature).
+pub fn check_redis_url(url: &str) -> Result<(), &'static str> {
+    #[cfg(feature = "redis")]
+    return nodes::check_url(url);
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = url;
+        Err("this socketbox was built without the `redis` cargo feature")
+    }
+}
+
+/// The other nodes, as the hub reaches them (`nodes`, with `--redis`).
+/// Every method only queues or reads flags: none waits on Redis, so no
+/// sender ever waits on another node's health.
+pub trait Nodes: Send + Sync + std::fmt::Debug {
+    /// Whether messages can reach the other nodes now.
+    fn reachable(&self) -> bool;
+    /// Queue `template` for `user`'s sessions on each of `nodes`; false
+    /// when it could not be queued.
+    fn send_to_user(&self, nodes: &[NodeName], user: &UserId, template: &MessageTemplate) -> bool;
+    /// Queue `template` for every session on every other node.
+    fn send_to_all(&self, template: &MessageTemplate) -> bool;
+    /// `Err(reason)` while the other nodes cannot be reached.
+    fn health(&self) -> Result<(), String>;
+    /// Append this link's metrics in the Prometheus text format.
+    fn render_metrics(&self, out: &mut String);
+}
+
+/// What became of a message to one user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Queued to this many sessions, on this node and others.
+    Delivered(usize),
+    /// Online on no node: ERROR 40400.
+    NotOnline,
+    /// Not delivered: it needed another node, which cannot be reached
+    /// now: ERROR 50300.
+    Unreachable,
 }
 
 impl WebSocketHandler for Chat {
@@ -131,6 +179,8 @@ pub struct Hub {
     online_list_turn: Mutex<()>,
     /// Fan-out helper threads running now.
     fan_out_helpers: AtomicUsize,
+    /// The other nodes, with `--redis`.
+    nodes: OnceLock<Arc<dyn Nodes>>,
 }
 
 /// Milliseconds since the Unix epoch, for MESSAGE `time`.
@@ -223,6 +273,80 @@ impl Hub {
                 Enqueued::Yes => delivered += 1,
                 Enqueued::Closed => {}
                 Enqueued::Overflowed => self.leave(session, metrics),
+            }
+        }
+        delivered
+    }
+
+    /// The other nodes from now on (set once, at start-up).
+    pub fn set_nodes(&self, nodes: Arc<dyn Nodes>) {
+        let _ = self.nodes.set(nodes);
+    }
+
+    /// `Err(reason)` while this node cannot reach the others: `/healthz`.
+    pub fn health(&self) -> Result<(), String> {
+        self.nodes.get().map_or(Ok(()), |nodes| nodes.health())
+    }
+
+    /// The chat's own metrics lines (the link to the other nodes).
+    pub fn render_metrics(&self, out: &mut String) {
+        if let Some(nodes) = self.nodes.get() {
+            nodes.render_metrics(out);
+        }
+    }
+
+    /// Queue `template` to every session of `to`, on this node and on the
+    /// others. A user whose sessions are all here costs no Redis message.
+    /// While the other nodes cannot be reached, what this node can deliver
+    /// is delivered; a message that reached no session is
+    /// [`Reach::Unreachable`] rather than `NotOnline`, since it may have
+    /// been online on another node.
+    pub fn send_to_user(
+        &self,
+        to: &UserId,
+        template: &Arc<MessageTemplate>,
+        metrics: &Metrics,
+    ) -> Reach {
+        let (local, remote) = self.registry.route(to);
+        let mut delivered = self.deliver(template, &local, metrics);
+        let mut missed = false;
+        if let Some(nodes) = self.nodes.get() {
+            if !nodes.reachable() {
+                missed = true;
+            } else if !remote.is_empty() {
+                let names: Vec<NodeName> = remote.iter().map(|(n, _)| Arc::clone(n)).collect();
+                if nodes.send_to_user(&names, to, template) {
+                    delivered += remote.iter().map(|(_, n)| *n as usize).sum::<usize>();
+                } else {
+                    missed = true;
+                }
+            }
+        }
+        match (delivered, missed) {
+            (0, true) => Reach::Unreachable,
+            (0, false) => Reach::NotOnline,
+            (n, _) => Reach::Delivered(n),
+        }
+    }
+
+    /// Queue `template` to every authenticated session on every node but
+    /// `except` (the sender's session); returns how many took it. The
+    /// other nodes are sent it only when they have sessions; while they
+    /// cannot be reached, only this node's sessions get it.
+    pub fn send_to_everyone(
+        &self,
+        except: Option<u64>,
+        template: &Arc<MessageTemplate>,
+        metrics: &Metrics,
+    ) -> usize {
+        let (mut local, remote) = self.registry.everyone();
+        if let Some(except) = except {
+            local.retain(|s| s.id != except);
+        }
+        let mut delivered = self.deliver(template, &local, metrics);
+        if let Some(nodes) = self.nodes.get() {
+            if remote > 0 && nodes.reachable() && nodes.send_to_all(template) {
+                delivered += usize::try_from(remote).unwrap_or(usize::MAX);
             }
         }
         delivered

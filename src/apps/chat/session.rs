@@ -30,7 +30,7 @@ use super::message::{self, codes, MessageTemplate, UserId};
 use super::outbox::{Enqueued, Outbox};
 use super::registry::{Session, SubscribeRefusal};
 use super::step::{self, Action, Context, Deliver, RateLimit};
-use super::{unix_millis, Hub};
+use super::{unix_millis, Hub, Reach};
 
 /// Grace added to two heartbeat intervals before a silent session is closed.
 pub const HEARTBEAT_GRACE: Duration = Duration::from_secs(5);
@@ -389,18 +389,20 @@ struct Routes<'a> {
 }
 
 impl Deliver for Routes<'_> {
-    fn to_user(&mut self, to: &UserId, template: Arc<MessageTemplate>) -> usize {
-        let recipients = self.hub.registry.sessions_of(to);
-        let delivered = self.hub.deliver(&template, &recipients, self.metrics);
-        self.conn
-            .trace_note(|| format!("MESSAGE 30001 queued for {delivered} session(s) of {to}"));
-        delivered
+    fn to_user(&mut self, to: &UserId, template: Arc<MessageTemplate>) -> Reach {
+        let reach = self.hub.send_to_user(to, &template, self.metrics);
+        self.conn.trace_note(|| match reach {
+            Reach::Delivered(n) => format!("MESSAGE 30001 queued for {n} session(s) of {to}"),
+            Reach::NotOnline => format!("MESSAGE 30001 queued for 0 session(s) of {to}"),
+            Reach::Unreachable => format!("MESSAGE 30001 for {to}: another node is out of reach"),
+        });
+        reach
     }
 
     fn to_others(&mut self, template: Arc<MessageTemplate>) -> usize {
-        let mut recipients = self.hub.registry.all_sessions();
-        recipients.retain(|s| s.id != self.session.id);
-        let delivered = self.hub.deliver(&template, &recipients, self.metrics);
+        let delivered = self
+            .hub
+            .send_to_everyone(Some(self.session.id), &template, self.metrics);
         self.conn
             .trace_note(|| format!("MESSAGE 30002 queued for {delivered} other session(s)"));
         delivered
