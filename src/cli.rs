@@ -101,6 +101,11 @@ FLAGS:
     --idle-timeout SECS         silence allowed on /echo before close [300]
     --thread-stack BYTES        stack size of each connection thread [65536]
     --trace                     print every frame on stderr
+
+  TLS (cargo feature `tls`; both flags or neither; SIGHUP re-reads them):
+    --tls-cert FILE             serve every route over TLS with this PEM chain
+    --tls-key FILE              the PEM private key of --tls-cert
+
     -h, --help                  this text
     -V, --version               the version
 ";
@@ -167,9 +172,13 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Command, Cli
             "--idle-timeout" => config.idle_timeout = seconds(a, "--idle-timeout")?,
             "--thread-stack" => config.thread_stack = number(a, "--thread-stack")?,
             "--trace" => config.trace = true,
+            // TLS: a block of its own.
+            "--tls-cert" => config.tls_cert = Some(value(a, "--tls-cert")?.into()),
+            "--tls-key" => config.tls_key = Some(value(a, "--tls-key")?.into()),
             other => return Err(CliError::UnknownFlag(other.to_owned())),
         }
     }
+    check_tls(&config)?;
     if config.heartbeat.is_zero() {
         return Err(CliError::BadValue {
             flag: "--heartbeat",
@@ -184,6 +193,22 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Command, Cli
             value: error.origin,
         })?;
     Ok(Command::Serve(Box::new(config)))
+}
+
+/// `--tls-cert` and `--tls-key` go together (PROTOCOL.md: "one without
+/// the other is a start-up error"), and need the feature that builds TLS.
+fn check_tls(config: &ServerConfig) -> Result<(), CliError> {
+    match (&config.tls_cert, &config.tls_key) {
+        (None, None) => Ok(()),
+        (Some(_), None) => Err(CliError::Required("--tls-key (with --tls-cert)")),
+        (None, Some(_)) => Err(CliError::Required("--tls-cert (with --tls-key)")),
+        (Some(cert), Some(_)) if !cfg!(feature = "tls") => Err(CliError::Refused {
+            flag: "--tls-cert",
+            value: cert.display().to_string(),
+            rule: "this socketbox was built without the cargo feature `tls`",
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn parse_token<'a>(mut args: impl Iterator<Item = &'a str>) -> Result<Command, CliError> {
