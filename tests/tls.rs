@@ -711,3 +711,102 @@ fn the_shutdown_close_1001_goes_out_over_tls() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+/// The next chat message of `code` (others skipped), as JSON.
+fn next_of(socket: &mut WebSocket<MaybeTlsStream<TcpStream>>, code: u64) -> serde_json::Value {
+    loop {
+        if let Message::Text(text) = socket.read().unwrap() {
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if value["code"] == code {
+                return value;
+            }
+        }
+    }
+}
+
+fn auth(socket: &mut WebSocket<MaybeTlsStream<TcpStream>>, id: &str) {
+    socket
+        .send(Message::text(format!(r#"{{"code":10000,"id":"{id}"}}"#)))
+        .unwrap();
+    assert_eq!(next_of(socket, 988)["extend"]["mess"], true);
+}
+
+#[test]
+fn chat_deliveries_over_tls_arrive_whole_and_in_order_and_a_slow_consumer_is_dropped() {
+    if !openssl_available() && missing("the openssl command") {
+        return;
+    }
+    let pki = Pki::new("chat");
+    let (cert, key) = pki.leaf("leaf", KeyKind::EcdsaPkcs8);
+    let server = TlsServer::start(&cert, &key, &["--max-queue", "262144"]);
+    let config = pki.client_config(rustls::ALL_VERSIONS);
+    let mut alice = server.wss("/ws", &config);
+    let mut bob = server.wss("/ws", &config);
+    auth(&mut alice, "alice");
+    auth(&mut bob, "bob");
+    // Senders write through to bob's socket when his writer sleeps; what
+    // they leave encrypted in the socket his writer must flush.
+    let filler = "x".repeat(1000);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            for expected in 1..=300u64 {
+                let message = next_of(&mut bob, 1756);
+                assert_eq!(message["body"]["seq"], expected);
+                assert_eq!(message["body"]["data"]["n"], expected);
+            }
+        });
+        for n in 1..=300u64 {
+            let data = serde_json::json!({"n": n, "filler": filler});
+            let text = serde_json::json!({"code": 10003, "data": data}).to_string();
+            alice.send(Message::text(text)).unwrap();
+            if n % 50 == 0 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        reader.join().unwrap();
+    });
+
+    // Carol authenticates and then reads nothing.
+    let mut carol = server.wss("/ws", &config);
+    auth(&mut carol, "carol");
+    let big = "y".repeat(30_000);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut dropped = false;
+    let mut sent = 0;
+    while !dropped && Instant::now() < deadline {
+        let text = serde_json::json!({"code": 10003, "data": big}).to_string();
+        alice.send(Message::text(text)).unwrap();
+        sent += 1;
+        // Bob reads, so only carol falls behind.
+        let _ = next_of(&mut bob, 1756);
+        if sent % 20 == 0 {
+            let metrics = https(&server, &config, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+            dropped = metrics.contains("socketbox_slow_consumers_total 1");
+        }
+    }
+    assert!(
+        dropped,
+        "carol dropped as a slow consumer after {sent} broadcasts"
+    );
+    // Her TCP connection ends within the grace, whatever she does.
+    let tcp = match carol.get_mut() {
+        MaybeTlsStream::Rustls(stream) => &mut stream.sock,
+        _ => unreachable!(),
+    };
+    let mut sink = vec![0u8; 65536];
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let started = Instant::now();
+    loop {
+        match tcp.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => assert!(started.elapsed() < Duration::from_secs(30), "closed"),
+        }
+    }
+    // Alice and bob go on.
+    alice
+        .send(Message::text(
+            r#"{"code":10002,"data":{"to":"bob","hi":1}}"#,
+        ))
+        .unwrap();
+    assert_eq!(next_of(&mut bob, 1756)["body"]["data"]["hi"], 1);
+}
