@@ -212,7 +212,9 @@ impl Tls {
             let left = deadline.saturating_duration_since(Instant::now());
             (!left.is_zero()).then_some(left)
         };
-        let mut raw = [0u8; RAW_READ];
+        // On the heap: the handshake is the deepest the thread's stack
+        // ever goes, and every page it touches stays resident.
+        let mut raw = vec![0u8; RAW_READ];
         loop {
             while conn.wants_write() {
                 let limit = left().ok_or(HandshakeError::TimedOut)?;
@@ -276,9 +278,12 @@ impl Tls {
     }
 }
 
-/// Ciphertext read from the TCP stream at a time, on the reading thread's
-/// stack (a TLS record is at most 16 KiB; rustls joins the pieces).
+/// Most ciphertext read from the TCP stream at a time (a TLS record is at
+/// most 16 KiB; rustls joins the pieces).
 const RAW_READ: usize = 4096;
+
+/// Below this, a read's own buffer is too small to take ciphertext in.
+const SMALL_READ: usize = 1024;
 
 /// One connection's TLS session after its handshake. Two locks: `conn`
 /// (the rustls state) is only ever held to encrypt or decrypt in memory,
@@ -314,7 +319,10 @@ impl Session {
     /// stream *without* holding a lock (writers go on meanwhile), then
     /// decrypt under the lock. 0: the peer closed (close_notify or TCP).
     pub(crate) fn read(&self, tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-        let mut raw = [0u8; RAW_READ];
+        // Ciphertext is read into the caller's buffer (rustls copies it
+        // out at once), so an idle connection holds no buffer of its own;
+        // only a tiny one gets help from the stack.
+        let mut small = [0u8; SMALL_READ];
         loop {
             {
                 let mut state = relock(&self.conn);
@@ -331,7 +339,15 @@ impl Session {
                     return Ok(0);
                 }
             }
-            let n = (&*tcp).read(&mut raw)?;
+            // At most RAW_READ: its plaintext must fit rustls' 16 KiB
+            // plaintext limit (read_tls refuses more).
+            let raw: &mut [u8] = if buf.len() >= SMALL_READ {
+                let limit = buf.len().min(RAW_READ);
+                &mut buf[..limit]
+            } else {
+                &mut small
+            };
+            let n = (&*tcp).read(raw)?;
             let (processed, reply) = {
                 let mut state = relock(&self.conn);
                 let mut input = &raw[..n];
