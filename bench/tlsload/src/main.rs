@@ -76,9 +76,13 @@ fn connect(url: &str, config: &Arc<ClientConfig>) -> WebSocket<MaybeTlsStream<Tc
     let tcp = TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
     tcp.set_nodelay(true).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let (socket, _) =
-        tungstenite::client_tls_with_config(url, tcp, None, Some(Connector::Rustls(Arc::clone(config))))
-            .expect("wss handshake");
+    let (socket, _) = tungstenite::client_tls_with_config(
+        url,
+        tcp,
+        None,
+        Some(Connector::Rustls(Arc::clone(config))),
+    )
+    .expect("wss handshake");
     socket
 }
 
@@ -153,7 +157,11 @@ fn main() {
         let _ = t.join();
     }
     let n = count.load(Relaxed);
-    let unit = if a.mode == "echo" { "msgs_per_s" } else { "handshakes_per_s" };
+    let unit = if a.mode == "echo" {
+        "msgs_per_s"
+    } else {
+        "handshakes_per_s"
+    };
     println!(
         "RESULT test=tls_{} conns={} size={} {unit}={:.0} errors={}",
         a.mode,
