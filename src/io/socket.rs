@@ -82,6 +82,8 @@ impl Socket {
     /// without blocking; `Shutdown::Both` is the forced end, which only
     /// wakes the threads blocked on the socket.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        // RFC 8446 6.1: "Each party MUST send a "close_notify" alert before
+        // closing its write side of the connection".
         #[cfg(feature = "tls")]
         if let (Some(tls), Shutdown::Write) = (&self.tls, how) {
             tls.close_notify(&self.tcp);
