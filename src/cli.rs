@@ -103,6 +103,11 @@ FLAGS:
     --trace                     print every frame on stderr
     --redis URL                 join the nodes sharing this Redis (redis://HOST:PORT/DB) [off]
     --node-id ID                this node's name in logs and metrics [random]
+
+  TLS (cargo feature `tls`; both flags or neither; SIGHUP re-reads them):
+    --tls-cert FILE             serve every route over TLS with this PEM chain
+    --tls-key FILE              the PEM private key of --tls-cert
+
     -h, --help                  this text
     -V, --version               the version
 ";
@@ -172,9 +177,13 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Command, Cli
             // Several nodes over Redis.
             "--redis" => config.redis = Some(redis_url(value(a, "--redis")?)?),
             "--node-id" => config.node_id = Some(node_id(value(a, "--node-id")?)?),
+            // TLS: a block of its own.
+            "--tls-cert" => config.tls_cert = Some(value(a, "--tls-cert")?.into()),
+            "--tls-key" => config.tls_key = Some(value(a, "--tls-key")?.into()),
             other => return Err(CliError::UnknownFlag(other.to_owned())),
         }
     }
+    check_tls(&config)?;
     if config.heartbeat.is_zero() {
         return Err(CliError::BadValue {
             flag: "--heartbeat",
@@ -213,6 +222,22 @@ fn node_id(id: &str) -> Result<String, CliError> {
             value: id.to_owned(),
             rule: "1 to 64 of A-Z a-z 0-9 _ . @ -",
         }),
+    }
+}
+
+/// `--tls-cert` and `--tls-key` go together (PROTOCOL.md: "one without
+/// the other is a start-up error"), and need the feature that builds TLS.
+fn check_tls(config: &ServerConfig) -> Result<(), CliError> {
+    match (&config.tls_cert, &config.tls_key) {
+        (None, None) => Ok(()),
+        (Some(_), None) => Err(CliError::Required("--tls-key (with --tls-cert)")),
+        (None, Some(_)) => Err(CliError::Required("--tls-cert (with --tls-key)")),
+        (Some(cert), Some(_)) if !cfg!(feature = "tls") => Err(CliError::Refused {
+            flag: "--tls-cert",
+            value: cert.display().to_string(),
+            rule: "this socketbox was built without the cargo feature `tls`",
+        }),
+        _ => Ok(()),
     }
 }
 

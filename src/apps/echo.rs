@@ -13,8 +13,8 @@
 //!
 //! Writes go through an [`EchoWriter`], because one other thread may write
 //! too: the shutdown, which sends Close 1001 to every connection
-//! (`crate::io::live`). Both share the one socket descriptor through an `Arc`
-//! (see `crate::io::transport`). The shutdown must never wait for this
+//! (`crate::io::live`). Both share the one socket (plain TCP or TLS) through
+//! an `Arc` (see `crate::io::transport`). The shutdown must never wait for this
 //! connection, whose thread may be blocked for seconds writing to a client
 //! that does not read: so the connection's thread writes outside any lock,
 //! marking the socket busy, and the shutdown either writes its Close at
@@ -22,7 +22,6 @@
 //! thread, which sends it when its write ends (socket busy).
 
 use std::io;
-use std::net::TcpStream;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -34,6 +33,7 @@ use crate::protocol::{CloseCode, Config, Connection, Event, Message, State};
 use crate::io::app::{Context, Upgraded, WebSocketHandler};
 use crate::io::live::GoingAway;
 use crate::io::metrics::Metrics;
+use crate::io::socket::Socket;
 use crate::io::transport::{self, ReadOutcome, CLOSE_TIMEOUT, FAILED_LINGER};
 
 /// Messages at least this long are echoed from where they are, by a
@@ -44,7 +44,7 @@ const UNCOPIED_ECHO: usize = 16 * 1024;
 /// The write half of an `/echo` connection, shared with the shutdown.
 #[derive(Debug)]
 pub struct EchoWriter {
-    stream: Arc<TcpStream>,
+    stream: Arc<Socket>,
     /// Held for a few instructions at a time, never across a blocking write.
     state: Mutex<WriterState>,
 }
@@ -239,7 +239,7 @@ impl WebSocketHandler for Echo {
 
 /// Run an upgraded `/echo` connection until it closes. `leftover` holds
 /// bytes that arrived right behind the request head.
-pub fn run(stream: TcpStream, leftover: &[u8], shared: &Context) {
+pub fn run(stream: Socket, leftover: &[u8], shared: &Context) {
     let metrics = &shared.metrics;
     let mut conn = Connection::new(Config {
         max_message: shared.config.echo_max_message,

@@ -37,9 +37,18 @@ let server = null; // { child, addr } while the server this test started runs
 let baseUrl = process.env.SOCKETBOX_URL ? process.env.SOCKETBOX_URL.replace(/\/+$/, '') : null;
 const ownServer = !baseUrl && Boolean(process.env.SOCKETBOX_BIN);
 
+// SOCKETBOX_TLS_CERT and SOCKETBOX_TLS_KEY: the servers this test starts
+// serve TLS (a binary built with the feature `tls`), and every page is
+// loaded over https:// (the test's own CA is not in Chromium's store, so
+// certificate errors are ignored, for this browser only).
+const tlsArgs = process.env.SOCKETBOX_TLS_CERT && process.env.SOCKETBOX_TLS_KEY
+  ? ['--tls-cert', process.env.SOCKETBOX_TLS_CERT, '--tls-key', process.env.SOCKETBOX_TLS_KEY]
+  : [];
+const scheme = tlsArgs.length ? 'https' : 'http';
+
 function startServer(listen, extraArgs = []) {
   const bin = path.resolve(process.env.SOCKETBOX_BIN);
-  const child = spawn(bin, ['--listen', listen, '--heartbeat', '1', ...extraArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(bin, ['--listen', listen, '--heartbeat', '1', ...tlsArgs, ...extraArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${bin} printed no "listening on" within 10 s`)); }, 10_000);
@@ -183,15 +192,16 @@ let alice, bob;
 
 before(async () => {
   if (!baseUrl) {
+    if (tlsArgs.length) console.log(`# serving over TLS: ${process.env.SOCKETBOX_TLS_CERT}`);
     assert.ok(process.env.SOCKETBOX_BIN, 'set SOCKETBOX_URL (a running server) or SOCKETBOX_BIN (a server binary to start)');
     server = await startServer('127.0.0.1:0');
-    baseUrl = `http://${server.addr}`;
+    baseUrl = `${scheme}://${server.addr}`;
   }
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
+      '--disable-component-update', '--disable-sync', ...(tlsArgs.length ? ['--ignore-certificate-errors'] : [])],
     timeout: 20_000,
   });
 });
@@ -208,6 +218,9 @@ test('demo: alice and bob log in, see each other counted, chat peer to peer and 
   await waitCount(alice.page, 2);
   await waitCount(bob.page, 2);
   assert.equal(await alice.page.evaluate(() => SocketBox.socket.protocol), 'socketbox.v1');
+  if (tlsArgs.length) {
+    assert.match(await alice.page.evaluate(() => SocketBox.socket.url), /^wss:\/\//, 'the page over https speaks wss://');
+  }
 
   await sendPeer(alice.page, 'bob', 'hello bob');
   await waitLine(bob.page, 'peer', 'alice', 'hello bob');
@@ -444,7 +457,7 @@ test('demo pages reconnect by themselves after the server restarts', { skip: !ow
 
 test('--auth-secret: refused without a token with a hint, then in with a token from the field or the URL', { skip: !ownServer && 'needs SOCKETBOX_BIN' }, async () => {
   secure = await startServer('127.0.0.1:0', ['--auth-secret', SECRET]);
-  const secureUrl = `http://${secure.addr}`;
+  const secureUrl = `${scheme}://${secure.addr}`;
   const rec = await newPage('carol');
   const { page } = rec;
   await page.goto(`${secureUrl}/`);

@@ -18,12 +18,13 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::io::metrics::Metrics;
+use crate::io::socket::Socket;
 use crate::io::transport;
 use crate::protocol::close::close_payload;
 use crate::protocol::frame::{write_frame, FrameHeader, OpCode, MAX_HEADER_LEN};
@@ -109,7 +110,7 @@ pub struct Outbox {
     presence_interval: Duration,
     heartbeat: Duration,
     /// The session's socket, when senders may write through to it.
-    write_through: OnceLock<Arc<TcpStream>>,
+    write_through: OnceLock<Arc<Socket>>,
 }
 
 /// What an enqueue did.
@@ -152,13 +153,13 @@ impl Outbox {
     /// Let senders write MESSAGEs straight to `stream` when the writer
     /// sleeps with nothing queued (see "Writing through" above). Not with
     /// `--trace`, where the writer prints every frame it sends.
-    pub fn allow_write_through(&self, stream: Arc<TcpStream>) {
+    pub fn allow_write_through(&self, stream: Arc<Socket>) {
         let _ = self.write_through.set(stream);
     }
 
     /// The socket, if a sender may write to it now: the writer sleeps and
     /// nothing is queued ahead.
-    fn write_through_socket(&self, queue: &Queue) -> Option<&TcpStream> {
+    fn write_through_socket(&self, queue: &Queue) -> Option<&Socket> {
         let ready = queue.phase == Phase::Open && queue.writer_waiting && queue.items.is_empty();
         self.write_through
             .get()
@@ -255,10 +256,14 @@ impl Outbox {
             if written > 0 {
                 metrics.messages_out.fetch_add(1, Relaxed);
                 queue.next_seq += 1;
-                if written == parts.iter().map(|part| part.len()).sum::<usize>() {
+                if written == parts.iter().map(|part| part.len()).sum::<usize>()
+                    && !transport::output_pending(stream)
+                {
                     return Enqueued::Yes;
                 }
-                // Begun on the wire: the rest goes out next, whatever the limit.
+                // Begun on the wire: the rest goes out next, whatever the
+                // limit. (With TLS the rest may be empty and the encrypted
+                // frame still waiting in the socket: the writer flushes it.)
                 let rest = parts.concat().split_off(written);
                 queue.bytes += rest.len();
                 queue.items.push_back(Item::Rest(rest));
@@ -498,13 +503,13 @@ impl Outbox {
     /// The writer thread's body: drain the queue into `stream` until the
     /// reader finishes, the socket fails, or a dropped session's grace ends.
     /// The reader shares the same socket (one descriptor, not a `dup()`).
-    pub fn run_writer(&self, stream: &TcpStream, trace: Option<&str>, metrics: &Metrics) {
+    pub fn run_writer(&self, stream: &Socket, trace: Option<&str>, metrics: &Metrics) {
         self.write_until_done(stream, trace, metrics);
         self.lock().writer_gone = true;
         self.writer_gone.notify_all();
     }
 
-    fn write_until_done(&self, mut stream: &TcpStream, trace: Option<&str>, metrics: &Metrics) {
+    fn write_until_done(&self, mut stream: &Socket, trace: Option<&str>, metrics: &Metrics) {
         let _ = stream.set_write_timeout(Some(WRITE_STEP));
         loop {
             let item = match self.next_item() {
@@ -579,7 +584,7 @@ enum Next {
 /// session is healthy; once the session is dropped its grace bounds the
 /// whole attempt.
 fn write_all_patiently(
-    stream: &mut &TcpStream,
+    stream: &mut &Socket,
     parts: &[&[u8]],
     outbox: &Outbox,
 ) -> io::Result<usize> {
@@ -616,12 +621,33 @@ fn write_all_patiently(
             Err(e) => return Err(e),
         }
     }
-    Ok(total)
+    // TLS: the last records may still wait in the socket; plain TCP has
+    // nothing pending and returns at once.
+    loop {
+        match transport::flush_pending(stream) {
+            Ok(()) => return Ok(total),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if let Phase::Dropped(since) = outbox.lock().phase {
+                    if Instant::now() >= since + SLOW_CONSUMER_GRACE {
+                        return Err(e);
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpStream;
 
     fn outbox() -> Outbox {
         Outbox::new(1 << 20, Duration::from_secs(1), Duration::from_secs(30))
@@ -732,11 +758,11 @@ mod tests {
     }
 
     /// A connected pair on 127.0.0.1: (the server's end, the client's end).
-    fn socket_pair() -> (Arc<TcpStream>, TcpStream) {
+    fn socket_pair() -> (Arc<Socket>, TcpStream) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
-        (Arc::new(server), client)
+        (Arc::new(Socket::plain(server)), client)
     }
 
     fn template(data: &str) -> Arc<MessageTemplate> {

@@ -13,7 +13,7 @@
 //! not read any more: its last bytes and its lingering close share
 //! [`FAILED_LINGER`].
 
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 use std::thread;
@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use crate::io::app::Context as ServerContext;
 use crate::io::live::LiveEntry;
 use crate::io::metrics::Metrics;
+use crate::io::socket::Socket;
 use crate::io::threads::ThreadCount;
 use crate::io::transport::{self, ReadOutcome, CLOSE_TIMEOUT, FAILED_LINGER};
 use crate::protocol::{CloseCode, Config, Connection, Event, Message, ProtocolError, State};
@@ -46,7 +47,7 @@ struct Reader<'a> {
 }
 
 /// Run an upgraded `/ws` connection until it ends.
-pub fn run(stream: TcpStream, leftover: &[u8], shared: &Arc<ServerContext>, hub: &Hub) {
+pub fn run(stream: Socket, leftover: &[u8], shared: &Arc<ServerContext>, hub: &Hub) {
     let config = &shared.config;
     let session = Arc::new(Session {
         id: hub.next_session_id(),
@@ -103,7 +104,7 @@ struct SessionEnd<'a> {
     shared: &'a ServerContext,
     hub: &'a Hub,
     session: &'a Session,
-    stream: &'a TcpStream,
+    stream: &'a Socket,
     writer: Option<thread::JoinHandle<()>>,
     /// When the protocol core failed the connection, if it did.
     failed_at: Option<Instant>,
@@ -118,7 +119,7 @@ impl<'a> SessionEnd<'a> {
         shared: &'a Arc<ServerContext>,
         hub: &'a Hub,
         session: &'a Arc<Session>,
-        stream: &'a Arc<TcpStream>,
+        stream: &'a Arc<Socket>,
     ) -> std::io::Result<Self> {
         if !shared.thread_available() {
             return Err(std::io::Error::other("connection thread budget reached"));
@@ -130,7 +131,7 @@ impl<'a> SessionEnd<'a> {
             let trace = (shared.config.trace).then(|| transport::trace_label(&stream, "/ws"));
             thread::Builder::new()
                 .name("ws-writer".into())
-                .stack_size(shared.config.thread_stack)
+                .stack_size(shared.config.connection_stack())
                 .spawn(move || {
                     let _thread = ThreadCount::enter(&shared.metrics);
                     session
@@ -187,7 +188,7 @@ impl Drop for SessionEnd<'_> {
 }
 
 impl Reader<'_> {
-    fn read_loop(&mut self, stream: &TcpStream) {
+    fn read_loop(&mut self, stream: &Socket) {
         let config = &self.shared.config;
         let auth_deadline = Instant::now() + config.auth_timeout;
         let silence_limit = config.heartbeat * 2 + HEARTBEAT_GRACE;
@@ -414,7 +415,7 @@ mod tests {
     use super::*;
     use crate::io::config::ServerConfig;
     use std::io::Read;
-    use std::net::{Shutdown, TcpListener};
+    use std::net::{Shutdown, TcpListener, TcpStream};
 
     /// A reader that panics (a bug; no input can make it panic on purpose)
     /// still takes its session out of the registry, stops its writer thread
@@ -440,7 +441,7 @@ mod tests {
         let reader_session = Arc::clone(&session);
         let reader_hub = Arc::clone(&hub);
         let reader = thread::spawn(move || {
-            let stream = Arc::new(accepted);
+            let stream = Arc::new(Socket::plain(accepted));
             let _end =
                 SessionEnd::begin(&reader_shared, &reader_hub, &reader_session, &stream).unwrap();
             assert_eq!(reader_shared.metrics.sessions.load(Relaxed), 1);
