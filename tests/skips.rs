@@ -48,10 +48,13 @@ fn browser_test_without_a_browser(ci: Option<&str>) -> (bool, String) {
 
 /// `--features ...` naming the cargo features this test was built with.
 fn same_features() -> Vec<String> {
-    let enabled: Vec<&str> = [("tls", cfg!(feature = "tls"))]
-        .into_iter()
-        .filter_map(|(name, on)| on.then_some(name))
-        .collect();
+    let enabled: Vec<&str> = [
+        ("redis", cfg!(feature = "redis")),
+        ("tls", cfg!(feature = "tls")),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect();
     if enabled.is_empty() {
         Vec::new()
     } else {
