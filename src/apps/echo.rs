@@ -213,6 +213,18 @@ impl GoingAway for EchoWriter {
     }
 }
 
+/// Wait for the next message, holding nothing, and give what arrives to the
+/// connection. Never inlined, so that its read buffer is off the stack
+/// before processing grows it: an idle connection's stack stays at the
+/// pages that processing touches.
+#[inline(never)]
+fn read_between_messages(writer: &EchoWriter, metrics: &Metrics) -> ReadOutcome {
+    let mut buffer = [0u8; IDLE_READ];
+    let (outcome, n) = transport::read_bytes(&writer.stream, &mut buffer, metrics);
+    writer.connection().receive(&buffer[..n]);
+    outcome
+}
+
 /// `/echo` as a WebSocket application.
 #[derive(Debug, Default)]
 pub struct Echo;
@@ -324,10 +336,8 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Context) {
                 // so that the shutdown can close it meanwhile.
                 conn.release_idle_buffers();
                 drop(conn);
-                let mut buffer = [0u8; IDLE_READ];
-                let (outcome, n) = transport::read_bytes(&stream, &mut buffer, metrics);
+                let outcome = read_between_messages(&writer, metrics);
                 conn = writer.connection();
-                conn.receive(&buffer[..n]);
                 outcome
             }
             None => transport::read_into(&stream, &mut conn, metrics),

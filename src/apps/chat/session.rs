@@ -36,6 +36,22 @@ use super::{unix_millis, Hub};
 /// heap for its reads; only what arrives is copied into the connection.
 const READ_BUFFER: usize = 1024;
 
+/// Wait for bytes from the client, holding nothing, and give them to the
+/// connection. A function of its own, never inlined, so that its read
+/// buffer is off the stack before the processing that follows grows it:
+/// an idle session's stack stays at the pages that processing touches.
+#[inline(never)]
+fn read_into_connection(stream: &TcpStream, outbox: &Outbox, metrics: &Metrics) -> ReadOutcome {
+    let mut buffer = [0u8; READ_BUFFER];
+    let (outcome, n) = transport::read_bytes(stream, &mut buffer, metrics);
+    if let ReadOutcome::Data = outcome {
+        // PROTOCOL.md: "Every frame from the client counts as life."
+        outbox.sign_of_life();
+        outbox.connection().receive(&buffer[..n]);
+    }
+    outcome
+}
+
 /// The reader's view of its session.
 struct Reader<'a> {
     shared: &'a ServerContext,
@@ -48,20 +64,7 @@ struct Reader<'a> {
 /// Run an upgraded `/ws` connection until it ends.
 pub fn run(stream: TcpStream, leftover: &[u8], shared: &Arc<ServerContext>, hub: &Hub) {
     let config = &shared.config;
-    let session = Arc::new(Session {
-        id: hub.next_session_id(),
-        user: OnceLock::new(),
-        outbox: Outbox::new(config.max_queue, config.presence_interval, config.heartbeat),
-    });
-    {
-        let mut conn = session.outbox.connection();
-        *conn = Connection::new(Config {
-            max_message: config.max_message,
-        });
-        if config.trace {
-            conn.trace_frames(&transport::trace_label(&stream, "/ws"));
-        }
-    }
+    let session = new_session(shared, hub, &stream);
     let stream = Arc::new(stream);
     let mut end = SessionEnd::begin(shared, hub, &session, &stream);
     let mut reader = Reader {
@@ -74,6 +77,29 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Arc<ServerContext>, hub:
     if reader.read_loop(&stream, leftover) == State::Failed {
         end.failed_at = Some(Instant::now());
     }
+}
+
+/// A session and its connection, built on the heap. Never inlined: the
+/// structures pass through this frame, which is gone before the reader's
+/// deepest call, so an idle session's stack keeps fewer pages.
+#[inline(never)]
+fn new_session(shared: &ServerContext, hub: &Hub, stream: &TcpStream) -> Arc<Session> {
+    let config = &shared.config;
+    let session = Arc::new(Session {
+        id: hub.next_session_id(),
+        user: OnceLock::new(),
+        outbox: Outbox::new(config.max_queue, config.presence_interval, config.heartbeat),
+    });
+    {
+        let mut conn = session.outbox.connection();
+        *conn = Connection::new(Config {
+            max_message: config.max_message,
+        });
+        if config.trace {
+            conn.trace_frames(&transport::trace_label(stream, "/ws"));
+        }
+    }
+    session
 }
 
 /// The end of a session, however it ends: as a drop guard it also runs
@@ -161,14 +187,10 @@ impl Reader<'_> {
                 return conn.state();
             }
         }
-        let mut buffer = [0u8; READ_BUFFER];
         loop {
-            match transport::read_bytes(stream, &mut buffer, self.metrics) {
-                (ReadOutcome::Data, n) => {
-                    // PROTOCOL.md: "Every frame from the client counts as life."
-                    session.outbox.sign_of_life();
+            match read_into_connection(stream, &session.outbox, self.metrics) {
+                ReadOutcome::Data => {
                     let mut conn = session.outbox.connection();
-                    conn.receive(&buffer[..n]);
                     if !self.process(&mut conn) {
                         return conn.state();
                     }
@@ -176,8 +198,8 @@ impl Reader<'_> {
                 // No read timeout is set: this is a sender's write-through,
                 // which switches the descriptor to non-blocking for an
                 // instant (`transport::write_without_blocking`).
-                (ReadOutcome::TimedOut, _) => {}
-                (ReadOutcome::Eof | ReadOutcome::Failed, _) => {
+                ReadOutcome::TimedOut => {}
+                ReadOutcome::Eof | ReadOutcome::Failed => {
                     return session.outbox.connection().state();
                 }
             }
