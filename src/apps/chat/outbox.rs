@@ -713,3 +713,179 @@ fn message_frame_parts(template: &MessageTemplate, seq: u64) -> (Vec<u8>, Vec<u8
     .write(&mut header);
     (header, seq_and_tail)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::frame::{FrameHeader, HeaderParse};
+
+    fn outbox() -> Outbox {
+        Outbox::new(1 << 20, Duration::from_secs(1), Duration::from_secs(30))
+    }
+
+    /// The payload of a queued text frame (replies here are under 126 bytes).
+    fn text(item: &Item) -> &str {
+        let Item::Text(bytes) = item else {
+            panic!("not a text item: {item:?}");
+        };
+        assert_eq!(bytes[0], 0x81, "one final text frame");
+        std::str::from_utf8(&bytes[2..]).unwrap()
+    }
+
+    /// The close code of the Close frame at the end of a queued frame item.
+    fn close_code(item: &Item) -> u16 {
+        let Item::Frame(bytes) = item else {
+            panic!("not a frame item: {item:?}");
+        };
+        let HeaderParse::Complete { header, header_len } = FrameHeader::parse(bytes).unwrap()
+        else {
+            panic!("an incomplete header");
+        };
+        assert_eq!(header.opcode, OpCode::Close);
+        u16::from_be_bytes([bytes[header_len], bytes[header_len + 1]])
+    }
+
+    #[test]
+    fn authenticate_binds_then_queues_20002_and_20001_back_to_back() {
+        let outbox = outbox();
+        let metrics = Metrics::default();
+        assert_eq!(outbox.authenticate(|| 3, &metrics), Enqueued::Yes);
+        let queue = outbox.lock();
+        let queued: Vec<&str> = queue.items.iter().map(text).collect();
+        assert_eq!(
+            queued,
+            [
+                r#"{"code":988,"extend":{"code":20002,"mess":true}}"#,
+                r#"{"code":988,"extend":{"code":20001,"mess":3}}"#,
+            ]
+        );
+        assert_eq!(queue.presence_last_value, Some(3));
+        assert!(queue.next_ping.is_some(), "heartbeat PINGs start");
+    }
+
+    #[test]
+    fn a_session_whose_connection_closed_is_not_bound_and_accepts_nothing() {
+        let outbox = outbox();
+        let metrics = Metrics::default();
+        {
+            let mut conn = outbox.connection();
+            transport::close(&mut conn, CloseCode::NORMAL, "bye", &metrics);
+            assert_eq!(outbox.hand_over(&mut conn, &metrics), Enqueued::Yes);
+        }
+        let mut bound = false;
+        let result = outbox.authenticate(
+            || {
+                bound = true;
+                1
+            },
+            &metrics,
+        );
+        assert_eq!(result, Enqueued::Closed);
+        assert!(!bound);
+        assert_eq!(outbox.send_text("late", &metrics), Enqueued::Closed);
+        assert_eq!(outbox.lock().items.len(), 1, "only the Close");
+    }
+
+    #[test]
+    fn only_a_changed_count_is_offered_and_the_latest_wins_until_its_window_ends() {
+        let outbox = outbox();
+        let metrics = Metrics::default();
+        assert_eq!(
+            outbox.offer_presence(5, &metrics),
+            None,
+            "not authenticated"
+        );
+        assert_eq!(outbox.lock().presence_pending, None);
+        outbox.authenticate(|| 3, &metrics);
+        assert_eq!(outbox.offer_presence(3, &metrics), None, "its own login");
+        let due = outbox
+            .offer_presence(4, &metrics)
+            .expect("the window is open");
+        outbox.offer_presence(6, &metrics);
+        assert_eq!(outbox.lock().presence_pending, Some(6));
+        assert_eq!(
+            outbox.offer_presence(3, &metrics),
+            None,
+            "back to what it knows"
+        );
+        assert_eq!(outbox.lock().presence_pending, None);
+        // The timer sends a pending count once the window has ended.
+        outbox.offer_presence(7, &metrics);
+        outbox.tick(due, Duration::from_secs(65), &metrics);
+        let queue = outbox.lock();
+        assert_eq!(queue.presence_pending, None);
+        assert_eq!(
+            text(queue.items.back().unwrap()),
+            r#"{"code":988,"extend":{"code":20001,"mess":7}}"#
+        );
+    }
+
+    #[test]
+    fn an_overflowing_queue_drops_the_session_and_its_close_1008_goes_through_the_connection() {
+        let outbox = Outbox::new(100, Duration::from_secs(1), Duration::from_secs(30));
+        let metrics = Metrics::default();
+        assert_eq!(outbox.send_text(&"x".repeat(60), &metrics), Enqueued::Yes);
+        assert_eq!(
+            outbox.send_text(&"y".repeat(60), &metrics),
+            Enqueued::Overflowed
+        );
+        assert!(outbox.was_dropped());
+        assert_eq!(metrics.slow_consumers.load(Relaxed), 1);
+        assert_eq!(outbox.send_text("z", &metrics), Enqueued::Closed);
+        assert!(outbox.lock().items.is_empty(), "the queue was emptied");
+        // Whoever holds the connection next sends the pending Close.
+        let mut conn = outbox.connection();
+        outbox.hand_over(&mut conn, &metrics);
+        assert_eq!(conn.state(), State::CloseSent);
+        let queue = outbox.lock();
+        assert_eq!(queue.items.len(), 1);
+        assert_eq!(close_code(&queue.items[0]), 1008);
+    }
+
+    #[test]
+    fn the_shutdown_close_goes_through_the_connection_past_the_limit_and_nothing_after_it() {
+        let outbox = Outbox::new(100, Duration::from_secs(1), Duration::from_secs(30));
+        let metrics = Metrics::default();
+        assert_eq!(outbox.send_text(&"x".repeat(90), &metrics), Enqueued::Yes);
+        outbox.going_away(&metrics);
+        assert!(!outbox.was_dropped(), "a shutdown is not a slow consumer");
+        assert_eq!(outbox.connection().state(), State::CloseSent);
+        assert_eq!(outbox.send_text("late", &metrics), Enqueued::Closed);
+        outbox.going_away(&metrics);
+        let queue = outbox.lock();
+        assert_eq!(queue.items.len(), 2, "one Close");
+        assert_eq!(close_code(&queue.items[1]), 1001);
+    }
+
+    #[test]
+    fn the_timer_closes_a_session_without_auth_in_time_with_4001_and_pings_the_authenticated() {
+        let metrics = Metrics::default();
+        let silent = outbox();
+        let now = Instant::now();
+        silent.lock().auth_deadline = Some(now + Duration::from_secs(10));
+        assert!(silent
+            .tick(now, Duration::from_secs(65), &metrics)
+            .is_some());
+        assert_eq!(silent.connection().state(), State::Open, "not yet");
+        silent.tick(
+            now + Duration::from_secs(10),
+            Duration::from_secs(65),
+            &metrics,
+        );
+        assert_eq!(silent.connection().state(), State::CloseSent);
+        assert_eq!(close_code(silent.lock().items.back().unwrap()), 4001);
+
+        let talking = outbox();
+        talking.authenticate(|| 1, &metrics);
+        let beat = talking.lock().next_ping.unwrap();
+        // A late round sends the PING; the next one stays on the beat.
+        talking.tick(
+            beat + Duration::from_secs(2),
+            Duration::from_secs(65),
+            &metrics,
+        );
+        let queue = talking.lock();
+        assert_eq!(text(queue.items.back().unwrap()), r#"{"code":476}"#);
+        assert_eq!(queue.next_ping, Some(beat + Duration::from_secs(30)));
+    }
+}
