@@ -17,22 +17,27 @@ use crate::io::metrics::Metrics;
 
 use super::registry::Session;
 
-/// Shortest time between two rounds: a round costs a lock per session, so
-/// the timer never runs more than ten a second however many deadlines
-/// fall in between (each is then late by at most this).
+/// Shortest time between two rounds: a deadline is late by at most this.
 pub const ROUND: Duration = Duration::from_millis(100);
 
-/// Longest time between two rounds.
-const IDLE_ROUND: Duration = Duration::from_secs(1);
+/// Time between two full rounds, which tick every session whatever its
+/// next deadline: a deadline set since its last tick (a slow consumer's
+/// grace, a closing handshake's end) is late by at most this.
+const FULL_ROUND: Duration = Duration::from_secs(1);
 
 /// Grace added to two heartbeat intervals before a silent session is closed.
 pub const HEARTBEAT_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Default)]
 struct Inner {
-    sessions: HashMap<u64, Weak<Session>>,
+    /// Each session, and when it next needs the timer as its last tick
+    /// said (`None`: not ticked yet, or nothing planned).
+    sessions: HashMap<u64, (Weak<Session>, Option<Instant>)>,
     /// When the next round is planned.
     next_round: Option<Instant>,
+    /// Something new is due that the stored times do not show (an online
+    /// count offered): the next round is a full one.
+    full_requested: bool,
 }
 
 /// The sessions the timer serves.
@@ -47,10 +52,12 @@ impl Timers {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Serve `session` from now on.
+    /// Serve `session` from now on (from the next full round).
     pub fn add(&self, session: &Arc<Session>) {
         let mut inner = self.lock();
-        inner.sessions.insert(session.id, Arc::downgrade(session));
+        inner
+            .sessions
+            .insert(session.id, (Arc::downgrade(session), None));
         if inner.sessions.len() == 1 {
             self.wake.notify_one();
         }
@@ -61,30 +68,55 @@ impl Timers {
         self.lock().sessions.remove(&id);
     }
 
-    /// Something is due at `at`: run a round by then (at most [`ROUND`]
-    /// after the last one).
+    /// Something is due at `at` for sessions whose stored times do not
+    /// show it: a full round by then (at most [`ROUND`] after the last).
     pub fn wake_by(&self, at: Instant) {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        inner.full_requested = true;
         if inner.next_round.is_some_and(|planned| at < planned) {
             self.wake.notify_one();
         }
     }
 
-    /// The timer thread's body.
+    /// The timer thread's body. A round ticks the sessions whose time has
+    /// come; once a second, or when asked, every session. So an idle
+    /// session costs a comparison per round and a tick per second.
     pub fn run(&self, heartbeat: Duration, metrics: &Metrics) {
         let silence_limit = heartbeat * 2 + HEARTBEAT_GRACE;
-        let mut sessions: Vec<Arc<Session>> = Vec::new();
+        let mut last_full = Instant::now();
+        let mut due: Vec<(u64, Arc<Session>)> = Vec::new();
+        let mut ticked: Vec<(u64, Option<Instant>)> = Vec::new();
         loop {
             let started = Instant::now();
-            sessions.extend(self.lock().sessions.values().filter_map(Weak::upgrade));
-            let mut next = started + IDLE_ROUND;
-            for session in sessions.drain(..) {
-                if let Some(at) = session.outbox.tick(started, silence_limit, metrics) {
-                    next = next.min(at);
+            {
+                let mut inner = self.lock();
+                let full =
+                    std::mem::take(&mut inner.full_requested) || started >= last_full + FULL_ROUND;
+                if full {
+                    last_full = started;
+                }
+                due.extend(inner.sessions.iter().filter_map(|(id, (session, at))| {
+                    if full || at.is_some_and(|at| at <= started) {
+                        session.upgrade().map(|session| (*id, session))
+                    } else {
+                        None
+                    }
+                }));
+            }
+            for (id, session) in due.drain(..) {
+                ticked.push((id, session.outbox.tick(started, silence_limit, metrics)));
+            }
+            let mut inner = self.lock();
+            for (id, at) in ticked.drain(..) {
+                if let Some(entry) = inner.sessions.get_mut(&id) {
+                    entry.1 = at;
                 }
             }
-            let next = next.max(started + ROUND);
-            let mut inner = self.lock();
+            let earliest = inner.sessions.values().filter_map(|(_, at)| *at).min();
+            let next = earliest
+                .unwrap_or(last_full + FULL_ROUND)
+                .min(last_full + FULL_ROUND)
+                .max(started + ROUND);
             inner.next_round = Some(next);
             loop {
                 let now = Instant::now();
