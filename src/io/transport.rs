@@ -87,6 +87,25 @@ pub fn read_into(mut stream: &Socket, conn: &mut Connection, metrics: &Metrics) 
     }
 }
 
+/// Read once from `stream` into `buffer`, blocking until something arrives
+/// (or the read timeout, if one is set); returns how many bytes came with
+/// [`ReadOutcome::Data`]. For a thread that must not hold its connection
+/// while it waits (the `/ws` reader: other threads close through it).
+pub fn read_bytes(
+    mut stream: &Socket,
+    buffer: &mut [u8],
+    metrics: &Metrics,
+) -> (ReadOutcome, usize) {
+    match stream.read(buffer) {
+        Ok(0) => (ReadOutcome::Eof, 0),
+        Ok(n) => {
+            metrics.bytes_in.fetch_add(n as u64, Relaxed);
+            (ReadOutcome::Data, n)
+        }
+        Err(e) => (classify_error(e), 0),
+    }
+}
+
 fn classify_error(e: io::Error) -> ReadOutcome {
     match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ReadOutcome::TimedOut,
@@ -188,11 +207,40 @@ pub fn flush_pending(mut stream: &Socket) -> io::Result<()> {
     stream.flush()
 }
 
-/// Send whatever the connection has queued.
-pub fn flush(stream: &Socket, conn: &mut Connection, metrics: &Metrics) -> io::Result<()> {
-    let result = write_counted(stream, conn.output(), metrics);
-    conn.clear_output();
-    result
+/// One vectored write of `parts` (blocking up to the socket's write
+/// timeout), counting what went out; returns how many bytes did. A write
+/// that times out or is interrupted returns `Ok(0)`, so that the caller can
+/// look at its deadlines and try again.
+pub fn write_some(mut stream: &Socket, parts: &[&[u8]], metrics: &Metrics) -> io::Result<usize> {
+    let slices: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
+    match stream.write_vectored(&slices) {
+        Ok(0) if parts.iter().any(|part| !part.is_empty()) => Err(io::ErrorKind::WriteZero.into()),
+        Ok(n) => {
+            metrics.bytes_out.fetch_add(n as u64, Relaxed);
+            Ok(n)
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(0)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Bound every blocking write on `stream` to `limit`.
+pub fn set_write_timeout(stream: &Socket, limit: Duration) {
+    let _ = stream.set_write_timeout(Some(limit));
+}
+
+/// End the TCP connection both ways at once, without lingering: every
+/// thread blocked reading from or writing to it wakes up (a slow consumer
+/// past its grace, a closing handshake past its deadline).
+pub fn cut_off(stream: &Socket) {
+    let _ = stream.shutdown(Shutdown::Both);
 }
 
 /// Start the closing handshake from the server's side and count the code.

@@ -974,3 +974,86 @@ mod tests {
         assert_ne!(a, soak_text(2, 1, 3, 64));
     }
 }
+
+/// Result of an idle-sessions run.
+#[derive(Debug, Default)]
+pub struct IdleOutcome {
+    /// Before opening.
+    pub before: crate::procfs::Sample,
+    /// After every session authenticated and the online counts settled.
+    pub open: crate::procfs::Sample,
+    /// After every session answered one PING 10015.
+    pub checked: crate::procfs::Sample,
+    /// Sessions authenticated.
+    pub authed: usize,
+    /// Sessions that answered PING 10015 with PONG 732.
+    pub alive: usize,
+    /// Errors.
+    pub errors: Errors,
+    /// Seconds spent opening and authenticating.
+    pub open_secs: f64,
+}
+
+/// `sessions` authenticated `/ws` sessions that sit idle; the server
+/// process `pid` is read before, once they are authenticated and quiet,
+/// and after each has been proved alive (PING 10015 answered by PONG 732).
+pub fn idle(addr: SocketAddr, sessions: usize, pid: u32, settle: Duration) -> IdleOutcome {
+    const CLIENT_PING: i64 = 10015;
+    const PONG: i64 = 732;
+    let mut outcome = IdleOutcome {
+        before: crate::procfs::sample(pid),
+        ..IdleOutcome::default()
+    };
+    let started = Instant::now();
+    let mut crowd = match Crowd::connect(addr, "/ws", "idle", sessions, Opening::FAST) {
+        Ok(crowd) => crowd,
+        Err(e) => {
+            eprintln!("loadgen chat-idle: {e}");
+            outcome.errors.sessions = sessions as u64;
+            return outcome;
+        }
+    };
+    crowd.settle(Duration::from_secs(2), Duration::from_secs(60));
+    outcome.open_secs = started.elapsed().as_secs_f64();
+    outcome.authed = crowd.authed();
+    std::thread::sleep(settle);
+    outcome.open = crate::procfs::sample(pid);
+    let mut ponged = vec![false; crowd.sessions.len()];
+    for index in 0..crowd.sessions.len() {
+        let session = &mut crowd.sessions[index];
+        if session.alive {
+            session.send_json(&json!({"code": CLIENT_PING}));
+            if !session.flush() {
+                crowd.fail_session(index);
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut alive = 0;
+    while Instant::now() < deadline && alive < outcome.authed {
+        crowd.pump(Duration::from_millis(50), |crowd, i, _, payload| {
+            let value = parse(payload);
+            if value.as_ref().and_then(|v| v["code"].as_i64()) == Some(PONG) {
+                if !std::mem::replace(&mut ponged[i], true) {
+                    alive += 1;
+                }
+            } else if crowd.common(i, value).is_some() {
+                crowd.errors.bad += 1;
+                crowd.complain("a MESSAGE nobody sent");
+            }
+        });
+        // Sessions whose PING did not fit the socket at once.
+        for session in crowd.sessions.iter_mut().filter(|s| s.alive) {
+            let _ = session.flush();
+        }
+    }
+    outcome.alive = alive;
+    std::thread::sleep(settle);
+    outcome.checked = crate::procfs::sample(pid);
+    outcome.errors.lost += (outcome.authed - alive) as u64;
+    outcome.errors.sessions += (sessions - outcome.authed) as u64;
+    let errors = std::mem::take(&mut crowd.errors);
+    outcome.errors.bad += errors.bad;
+    crowd.close();
+    outcome
+}

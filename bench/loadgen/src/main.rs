@@ -32,6 +32,7 @@ bad usage, 3 when a soak passed --max-time.
 
   loadgen echo      --addr A [--path /echo] --conns N --size BYTES --inflight K --duration S --warmup S [--threads T] [--text]
   loadgen idle      --addr A [--path /echo] --conns N --pid PID [--settle S] [--hold S]
+  loadgen chat-idle --addr A --sessions N --pid PID [--settle S]   # SocketBox /ws only
   loadgen handshake --addr A [--path /echo] --clients C --duration S --warmup S
   loadgen fanout    --addr A [--addr2 B] --sessions N --rounds R [--pid PID] [--flavour chat|broadcast] [--path P]
   loadgen peers     --addr A [--addr2 B] --users N --depth K --duration S --warmup S
@@ -233,6 +234,44 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
             );
             Ok(o.errors == 0)
         }
+        "chat-idle" => {
+            let sessions: usize = args.num("sessions", 1000)?;
+            let pid: u32 = args.num("pid", 0)?;
+            let o = chat::idle(args.addr()?, sessions, pid, args.secs("settle", 2.0)?);
+            let n = o.authed.max(1) as f64;
+            let per = |after: u64, before: u64| (after as f64 - before as f64) / n;
+            let (b, c) = (&o.before, &o.checked);
+            let sys = ((b.mem_available_kib as f64 - c.mem_available_kib as f64)
+                - (c.self_rss_kib as f64 - b.self_rss_kib as f64))
+                / n;
+            let kernel = per(c.kernel_stack_kib, b.kernel_stack_kib)
+                + per(c.page_tables_kib, b.page_tables_kib)
+                + per(c.slab_unreclaim_kib, b.slab_unreclaim_kib);
+            println!(
+                "RESULT {label}test=chat-idle sessions={sessions} authed={} alive={} errors={} \
+                 rss_kib_before={} rss_kib_open={} rss_kib_checked={} rss_kib_per_session_open={:.2} \
+                 rss_kib_per_session={:.2} sys_kib_per_session={sys:.2} kernel_kib_per_session={kernel:.2} \
+                 kstack_kib_per_session={:.2} pagetables_kib_per_session={:.2} slab_kib_per_session={:.2} \
+                 threads_before={} threads_open={} threads_checked={} threads_per_session={:.3} open_secs={:.2}",
+                o.authed,
+                o.alive,
+                o.errors.total(),
+                b.rss_kib,
+                o.open.rss_kib,
+                c.rss_kib,
+                per(o.open.rss_kib, b.rss_kib),
+                per(c.rss_kib, b.rss_kib),
+                per(c.kernel_stack_kib, b.kernel_stack_kib),
+                per(c.page_tables_kib, b.page_tables_kib),
+                per(c.slab_unreclaim_kib, b.slab_unreclaim_kib),
+                b.threads,
+                o.open.threads,
+                c.threads,
+                per(c.threads, b.threads),
+                o.open_secs
+            );
+            Ok(o.errors.total() == 0)
+        }
         "handshake" => {
             let opts = handshakes::Options {
                 addr: args.addr()?,
@@ -431,7 +470,7 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
             soak::run(&opts, &label)
         }
         _ => Err(format!(
-            "unknown mode {mode:?} (echo, idle, handshake, fanout, peers, storm, stress, stacks, soak echo, soak chat, report)"
+            "unknown mode {mode:?} (echo, idle, chat-idle, handshake, fanout, peers, storm, stress, stacks, soak echo, soak chat, report)"
         )),
     }
 }

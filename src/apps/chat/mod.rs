@@ -9,7 +9,8 @@
 //! | [`token`] | HMAC-SHA1 (RFC 2104) and the `EXP.HEX` AUTH tokens |
 //! | `registry` | the mutex-guarded map from user id to sessions |
 //! | `online` | the online list's net changes per presence window (10004, 20004, 20005) |
-//! | `outbox` | each session's bounded outbound queue and writer thread |
+//! | `outbox` | each session's connection and bounded outbound queue, written through or drained by a borrowed thread |
+//! | `timer` | the one thread that runs every session's heartbeats, online counts and deadlines |
 //! | `step` | what one request does, as data: replies, deliveries, bind, close |
 //! | `session` | one `/ws` connection's reader: frames in, the step's actions carried out |
 //! | `api` | `/api/online`, `/api/push`, `/api/broadcast` |
@@ -18,7 +19,7 @@
 //! [`Hub`] ties them together: it is the chat state the server shares
 //! between all connection threads. [`Chat`] is the WebSocket application
 //! the server mounts on `/ws`; [`Chat::mount`] creates the hub and starts
-//! its presence thread.
+//! its presence and timer threads.
 
 pub(crate) mod api;
 pub mod laxjson;
@@ -30,6 +31,7 @@ pub(crate) mod outbox;
 pub(crate) mod registry;
 pub(crate) mod session;
 pub(crate) mod step;
+pub(crate) mod timer;
 pub mod token;
 
 use std::collections::HashMap;
@@ -56,10 +58,19 @@ pub struct Chat {
 }
 
 impl Chat {
-    /// A new chat: its hub, and the presence thread that serves it every
-    /// `--presence-interval`.
+    /// A new chat: its hub, the presence thread that serves it every
+    /// `--presence-interval`, and the timer thread of every session.
     pub fn mount(context: &Arc<Context>) -> std::io::Result<Chat> {
         let hub = Arc::new(Hub::default());
+        let timer = Arc::clone(&hub);
+        let timer_context = Arc::clone(context);
+        std::thread::Builder::new()
+            .name("chat-timer".into())
+            .spawn(move || {
+                timer
+                    .timers
+                    .run(timer_context.config.heartbeat, &timer_context.metrics)
+            })?;
         #[cfg(feature = "redis")]
         if let Some(url) = &context.config.redis {
             nodes::join(&hub, context, url)?;
@@ -179,6 +190,10 @@ pub struct Hub {
     online_list_turn: Mutex<()>,
     /// Fan-out helper threads running now.
     fan_out_helpers: AtomicUsize,
+    /// Every session's heartbeats, online counts and deadlines.
+    pub(crate) timers: timer::Timers,
+    /// Threads lent to sessions whose socket did not take all their bytes.
+    drainers: OnceLock<Arc<outbox::Drainers>>,
     /// The other nodes, with `--redis`.
     nodes: OnceLock<Arc<dyn Nodes>>,
 }
@@ -197,11 +212,16 @@ impl Hub {
         self.next_session_id.fetch_add(1, Relaxed) + 1
     }
 
+    /// The drain threads, with `stack` bytes of stack each.
+    pub(crate) fn drainers(&self, stack: usize) -> Arc<outbox::Drainers> {
+        Arc::clone(self.drainers.get_or_init(|| outbox::drainers(stack)))
+    }
+
     /// Queue `template` to each of `sessions`; returns how many took it.
     /// A session whose queue overflows is dropped from the registry at once.
     ///
-    /// Most recipients' writers sleep, so the sending thread writes the
-    /// message through to their sockets itself (`outbox`); a large
+    /// Most recipients have nothing queued, so the sending thread writes
+    /// the message through to their sockets itself (`outbox`); a large
     /// fan-out is shared with one helper thread per further core, so that
     /// all cores write.
     pub fn deliver(
@@ -377,8 +397,8 @@ impl Hub {
 
     /// The presence thread's body. It offers the current count to every
     /// session at most once per `interval`; each session's outbox then sends
-    /// it no more than once per `interval` of its own, the latest value
-    /// winning (PROTOCOL.md: "coalesced per session"). So N logins cost
+    /// it no more than once per `interval` of its own (at once, or from the
+    /// timer when its window ends), the latest value winning (PROTOCOL.md: "coalesced per session"). So N logins cost
     /// O(N) sweeps' worth of work per interval, not a message per login per
     /// session.
     ///
@@ -402,8 +422,14 @@ impl Hub {
             // One snapshot: a session logging in now is either in it with
             // itself counted, or not in it (its AUTH tells it the count).
             let (count, sessions) = self.registry.count_and_sessions();
+            let mut due: Option<std::time::Instant> = None;
             for session in sessions {
-                session.outbox.offer_presence(count as u64);
+                if let Some(at) = session.outbox.offer_presence(count as u64, metrics) {
+                    due = Some(due.map_or(at, |due| due.min(at)));
+                }
+            }
+            if let Some(at) = due {
+                self.timers.wake_by(at);
             }
             self.send_online_changes(list_max, metrics);
             std::thread::sleep(interval);
