@@ -101,6 +101,9 @@ FLAGS:
     --idle-timeout SECS         silence allowed on /echo before close [300]
     --thread-stack BYTES        stack size of each connection thread [65536]
     --trace                     print every frame on stderr
+    --deflate                   accept permessage-deflate (feature `deflate`) [off]
+    --deflate-context-takeover  keep compression windows per connection [off]
+    --deflate-min-size BYTES    smaller messages go out uncompressed [256]
     -h, --help                  this text
     -V, --version               the version
 ";
@@ -167,8 +170,19 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Command, Cli
             "--idle-timeout" => config.idle_timeout = seconds(a, "--idle-timeout")?,
             "--thread-stack" => config.thread_stack = number(a, "--thread-stack")?,
             "--trace" => config.trace = true,
+            // --- permessage-deflate ---
+            "--deflate" => config.deflate = true,
+            "--deflate-context-takeover" => config.deflate_context_takeover = true,
+            "--deflate-min-size" => config.deflate_min_size = number(a, "--deflate-min-size")?,
             other => return Err(CliError::UnknownFlag(other.to_owned())),
         }
+    }
+    if config.deflate && !cfg!(feature = "deflate") {
+        return Err(CliError::Refused {
+            flag: "--deflate",
+            value: String::new(),
+            rule: "this build has no compression: build with --features deflate",
+        });
     }
     if config.heartbeat.is_zero() {
         return Err(CliError::BadValue {
@@ -312,6 +326,26 @@ mod tests {
             parse(["token", "--id", "a"]).unwrap_err(),
             CliError::Required("--secret")
         );
+    }
+
+    #[test]
+    fn deflate_flags() {
+        assert!(!serve(&[]).deflate);
+        assert_eq!(serve(&[]).deflate_min_size, 256);
+        let c = serve(&["--deflate-context-takeover", "--deflate-min-size", "0"]);
+        assert!(c.deflate_context_takeover);
+        assert_eq!(c.deflate_min_size, 0);
+        if cfg!(feature = "deflate") {
+            assert!(serve(&["--deflate"]).deflate);
+        } else {
+            assert!(matches!(
+                parse(["--deflate"]),
+                Err(CliError::Refused {
+                    flag: "--deflate",
+                    ..
+                })
+            ));
+        }
     }
 
     #[test]

@@ -49,6 +49,15 @@ pub struct ServerConfig {
     pub thread_stack: usize,
     /// Print every frame on stderr.
     pub trace: bool,
+    // --- permessage-deflate (RFC 7692; `--deflate` needs the cargo feature
+    // `deflate`) ---
+    /// `--deflate`: accept permessage-deflate on `/ws` and `/echo`.
+    pub deflate: bool,
+    /// `--deflate-context-takeover`: keep both compression windows per
+    /// connection instead of asking for no context takeover.
+    pub deflate_context_takeover: bool,
+    /// `--deflate-min-size`: messages shorter than this go out uncompressed.
+    pub deflate_min_size: usize,
 }
 
 /// Default stack of a connection thread; see `docs/benchmarks.md` for how
@@ -77,6 +86,9 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(300),
             thread_stack: DEFAULT_THREAD_STACK,
             trace: false,
+            deflate: false,
+            deflate_context_takeover: false,
+            deflate_min_size: 256,
         }
     }
 }

@@ -455,15 +455,29 @@ fn parse_extension_list<'a>(
 
 /// Append the `101 Switching Protocols` response of RFC 6455 4.2.2, step 5:
 /// `Upgrade: websocket`, `Connection: Upgrade`, `Sec-WebSocket-Accept` and,
-/// when one was selected, `Sec-WebSocket-Protocol`. Never
-/// `Sec-WebSocket-Extensions`: we accept no extension.
+/// when one was selected, `Sec-WebSocket-Protocol`; no extension accepted.
 pub fn write_switching_protocols(out: &mut Vec<u8>, accept: &str, protocol: Option<&str>) {
+    write_switching_protocols_with(out, accept, protocol, None);
+}
+
+/// [`write_switching_protocols`], with the extension the server accepted
+/// (RFC 6455 9.1: `Sec-WebSocket-Extensions`, e.g. what
+/// `deflate::Agreement::response` writes); `None` declines every offer.
+pub fn write_switching_protocols_with(
+    out: &mut Vec<u8>,
+    accept: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) {
     push_status_line(out, 101);
     push_header(out, "Upgrade", "websocket");
     push_header(out, "Connection", "Upgrade");
     push_header(out, "Sec-WebSocket-Accept", accept);
     if let Some(protocol) = protocol {
         push_header(out, "Sec-WebSocket-Protocol", protocol);
+    }
+    if let Some(extensions) = extensions {
+        push_header(out, "Sec-WebSocket-Extensions", extensions);
     }
     out.extend_from_slice(b"\r\n");
 }

@@ -110,6 +110,19 @@ pub struct Outbox {
     heartbeat: Duration,
     /// The session's socket, when senders may write through to it.
     write_through: OnceLock<Arc<TcpStream>>,
+    /// permessage-deflate: MESSAGEs go out compressed (see
+    /// [`message_frame_parts`]).
+    deflate: OnceLock<MessageDeflate>,
+}
+
+/// How a session compresses MESSAGEs: the window bits agreed, and the
+/// smallest message compressed (`--deflate-min-size`).
+#[derive(Debug, Clone, Copy)]
+pub struct MessageDeflate {
+    /// `server_max_window_bits` as agreed (15 unless the client asked).
+    pub window_bits: u8,
+    /// `--deflate-min-size`.
+    pub min_size: usize,
 }
 
 /// What an enqueue did.
@@ -146,7 +159,13 @@ impl Outbox {
             presence_interval,
             heartbeat,
             write_through: OnceLock::new(),
+            deflate: OnceLock::new(),
         }
+    }
+
+    /// Send MESSAGEs compressed from now on (permessage-deflate agreed).
+    pub fn compress_messages(&self, deflate: MessageDeflate) {
+        let _ = self.deflate.set(deflate);
     }
 
     /// Let senders write MESSAGEs straight to `stream` when the writer
@@ -249,8 +268,9 @@ impl Outbox {
         let mut queue = self.lock();
         let seq = queue.next_seq;
         if let Some(stream) = self.write_through_socket(&queue) {
-            let (header, seq_and_tail) = message_frame_parts(template, seq);
-            let parts = [&header[..], template.prefix(), &seq_and_tail];
+            let (header, middle, seq_and_tail) =
+                message_frame_parts(template, seq, self.deflate.get());
+            let parts = [&header[..], &middle, &seq_and_tail];
             let written = transport::write_without_blocking(stream, &parts, metrics);
             if written > 0 {
                 metrics.messages_out.fetch_add(1, Relaxed);
@@ -526,17 +546,14 @@ impl Outbox {
                     write_all_patiently(&mut stream, &[bytes], self)
                 }
                 Item::Message(template, seq) => {
-                    let (header, seq_and_tail) = message_frame_parts(template, *seq);
+                    let (header, middle, seq_and_tail) =
+                        message_frame_parts(template, *seq, self.deflate.get());
                     if let Some(label) = trace {
-                        let frame = [&header, template.prefix(), &seq_and_tail].concat();
+                        let frame = [&header, &middle[..], &seq_and_tail].concat();
                         transport::trace_sent(label, &frame);
                     }
                     metrics.messages_out.fetch_add(1, Relaxed);
-                    write_all_patiently(
-                        &mut stream,
-                        &[&header, template.prefix(), &seq_and_tail],
-                        self,
-                    )
+                    write_all_patiently(&mut stream, &[&header, &middle, &seq_and_tail], self)
                 }
             };
             match written {
@@ -552,21 +569,41 @@ impl Outbox {
     }
 }
 
-/// The frame header and the `seq`-and-tail of a MESSAGE for the recipient
-/// whose `seq` this is; the template's prefix goes between them.
-fn message_frame_parts(template: &MessageTemplate, seq: u64) -> (Vec<u8>, Vec<u8>) {
+/// The frame of a MESSAGE for the recipient whose `seq` this is, in
+/// three parts: the header, the shared middle (the template's prefix), and
+/// the `seq`-and-tail. With `deflate`, a message from the minimum size on
+/// is compressed: the middle compressed once for all recipients, the rest
+/// apart (`crate::protocol::deflate::compress_segment`), RSV1 set.
+fn message_frame_parts<'t>(
+    template: &'t MessageTemplate,
+    seq: u64,
+    deflate: Option<&MessageDeflate>,
+) -> (Vec<u8>, std::borrow::Cow<'t, [u8]>, Vec<u8>) {
     let mut seq_and_tail = Vec::with_capacity(32);
     template.write_seq_and_tail(seq, &mut seq_and_tail);
+    #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
+    let (mut middle, mut rsv) = (std::borrow::Cow::Borrowed(template.prefix()), 0);
+    #[cfg(feature = "deflate")]
+    if let Some(deflate) = deflate {
+        if middle.len() + seq_and_tail.len() >= deflate.min_size {
+            use crate::protocol::deflate::compress_segment;
+            middle = template.deflated_prefix(deflate.window_bits);
+            seq_and_tail = compress_segment(deflate.window_bits, &seq_and_tail, true);
+            rsv = 0b100;
+        }
+    }
+    #[cfg(not(feature = "deflate"))]
+    let _ = deflate;
     let mut header = Vec::with_capacity(MAX_HEADER_LEN);
     FrameHeader {
         fin: true,
-        rsv: 0,
+        rsv,
         opcode: OpCode::Text,
         mask: None,
-        payload_len: (template.prefix().len() + seq_and_tail.len()) as u64,
+        payload_len: (middle.len() + seq_and_tail.len()) as u64,
     }
     .write(&mut header);
-    (header, seq_and_tail)
+    (header, middle, seq_and_tail)
 }
 
 enum Next {

@@ -24,6 +24,7 @@ use crate::io::live::LiveEntry;
 use crate::io::metrics::Metrics;
 use crate::io::threads::ThreadCount;
 use crate::io::transport::{self, ReadOutcome, CLOSE_TIMEOUT, FAILED_LINGER};
+use crate::protocol::deflate::Agreement;
 use crate::protocol::{CloseCode, Config, Connection, Event, Message, ProtocolError, State};
 
 use super::message::{self, codes, MessageTemplate, UserId};
@@ -46,7 +47,13 @@ struct Reader<'a> {
 }
 
 /// Run an upgraded `/ws` connection until it ends.
-pub fn run(stream: TcpStream, leftover: &[u8], shared: &Arc<ServerContext>, hub: &Hub) {
+pub fn run(
+    stream: TcpStream,
+    leftover: &[u8],
+    deflate: Option<Agreement>,
+    shared: &Arc<ServerContext>,
+    hub: &Hub,
+) {
     let config = &shared.config;
     let session = Arc::new(Session {
         id: hub.next_session_id(),
@@ -88,11 +95,38 @@ pub fn run(stream: TcpStream, leftover: &[u8], shared: &Arc<ServerContext>, hub:
             .conn
             .trace_frames(&transport::trace_label(&stream, "/ws"));
     }
+    #[cfg(feature = "deflate")]
+    if let Some(agreement) = deflate {
+        use_deflate(&mut reader.conn, &session.outbox, agreement, config);
+    }
+    #[cfg(not(feature = "deflate"))]
+    let _ = deflate;
     reader.conn.receive(leftover);
     reader.read_loop(&stream);
     if reader.conn.state() == State::Failed {
         end.failed_at = Some(Instant::now());
     }
+}
+
+/// permessage-deflate on a session: the reader inflates, MESSAGEs go out
+/// compressed through the outbox. Frames leave by two paths (the reader's
+/// own replies, the outbox's MESSAGEs) that the client inflates as one
+/// stream, so the server never compresses with context takeover here, as
+/// RFC 7692 7.1.1.1 lets it ("the server MAY" reset its context for each
+/// message even when allowed not to).
+#[cfg(feature = "deflate")]
+fn use_deflate(
+    conn: &mut Connection,
+    outbox: &super::outbox::Outbox,
+    agreement: Agreement,
+    config: &crate::io::config::ServerConfig,
+) {
+    let agreement = agreement.without_server_takeover();
+    conn.use_deflate(agreement, config.deflate_min_size);
+    outbox.compress_messages(super::outbox::MessageDeflate {
+        window_bits: agreement.server_max_window_bits,
+        min_size: config.deflate_min_size,
+    });
 }
 
 /// The end of a session, however it ends: as a drop guard it also runs
