@@ -286,6 +286,9 @@ pub struct Connection {
     /// message in progress (if any) is not compressed.
     #[cfg(feature = "deflate")]
     inflating: Option<u64>,
+    /// `--trace`: the wire and inflated sizes of the message just inflated.
+    #[cfg(feature = "deflate")]
+    inflated_sizes: Option<(u64, usize)>,
 }
 
 impl Connection {
@@ -310,6 +313,8 @@ impl Connection {
             deflate: None,
             #[cfg(feature = "deflate")]
             inflating: None,
+            #[cfg(feature = "deflate")]
+            inflated_sizes: None,
         }
     }
 
@@ -558,6 +563,8 @@ impl Connection {
             if let Some(codec) = self.deflate.as_deref_mut() {
                 let compressed = codec.compress(payload);
                 write_compressed_frame(&mut self.output, opcode, &compressed);
+                let (plain, wire) = (payload.len(), compressed.len());
+                self.trace_note(|| format!("sent compressed: {plain} bytes as {wire} on the wire"));
                 return true;
             }
         }
@@ -715,6 +722,12 @@ impl Connection {
                 let handled = self.data_payload(frame).map(|m| m.map(Event::Message));
                 if self.frame.is_none() || handled.is_err() {
                     self.trace_frame_end(before, &handled);
+                    #[cfg(feature = "deflate")]
+                    if let Some((wire, inflated)) = self.inflated_sizes.take() {
+                        self.trace_note(|| {
+                            format!("permessage-deflate: {wire} bytes on the wire inflated to {inflated}")
+                        });
+                    }
                 }
                 if let Some(event) = handled? {
                     return Ok(Some(event));
@@ -978,10 +991,10 @@ impl Connection {
         };
         self.after_inflating(before, result)?;
         let wire = self.inflating.take().unwrap_or(0);
-        let inflated = self.message.len();
-        self.trace_note(|| {
-            format!("permessage-deflate: {wire} bytes on the wire inflated to {inflated}")
-        });
+        if self.trace.is_some() {
+            // Noted once the frame's own record is finished.
+            self.inflated_sizes = Some((wire, self.message.len()));
+        }
         Ok(())
     }
 
