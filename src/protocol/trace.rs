@@ -628,9 +628,9 @@ mod tests {
         let (header, payload) = parse(&[0xC3, 0x01, b'x']);
         let block = describe(Direction::In, &header, payload);
         assert!(block.contains("RSV      100        set, but no extension allows it here"));
-        let (header, payload) = parse(&[0xC1, 0x01, b'x']);
-        let block = describe(Direction::In, &header, payload);
-        assert!(block.contains("RSV      100        RSV1: a compressed message"));
+        let (rsv1_header, rsv1_payload) = parse(&[0xC1, 0x01, b'x']);
+        let rsv1 = describe(Direction::In, &rsv1_header, rsv1_payload);
+        assert!(rsv1.contains("RSV      100        RSV1: a compressed message"));
         assert!(block.contains("opcode   0x3        RESERVED(0x3), an opcode RFC 6455 reserves"));
         assert!(block.contains("MASK     0          no key, but a client MUST mask"));
     }
