@@ -42,6 +42,12 @@ fn demo_page_and_seed_client_in_headless_chromium() -> Result<Completion, Failed
         .arg("e2e.mjs")
         .current_dir(&dir)
         .env("SOCKETBOX_BIN", env!("CARGO_BIN_EXE_socketbox"))
+        // A --features deflate build: the server runs with --deflate and
+        // the test asserts that Chromium negotiated permessage-deflate.
+        .env(
+            "SOCKETBOX_DEFLATE",
+            if cfg!(feature = "deflate") { "1" } else { "" },
+        )
         .status()
         .map_err(|e| format!("cannot run node: {e}"))?;
     if !status.success() {

@@ -224,21 +224,13 @@ fn chat_messages_go_out_compressed() {
     }
 }
 
-/// Whether `program` runs `args` successfully; `None` with the reason
-/// when it cannot run at all (a missing interpreter or module).
+/// `None` when `probe` runs successfully, else what is missing: such a
+/// test says NOT RUN in cargo test's output, and fails on CI.
 fn missing(what: &str, probe: &mut Command) -> Option<String> {
     match probe.output() {
         Ok(output) if output.status.success() => None,
         _ => Some(format!("missing {what}")),
     }
-}
-
-/// A test that cannot run says so in cargo test's output, and fails on CI.
-fn not_run(test: &str, why: &str) {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    assert!(!ci, "{test}: cannot run on CI: {why}");
-    eprintln!("{test}: NOT RUN ({why})");
-    println!("{test}: NOT RUN ({why})");
 }
 
 const PYTHON_PEER: &str = r#"
@@ -276,7 +268,7 @@ fn python_websockets_interoperates() {
         "python3 with the websockets module",
         Command::new("python3").args(["-c", "import websockets.sync.client"]),
     ) {
-        return not_run("python_websockets_interoperates", &why);
+        return common::not_run(&format!("python_websockets_interoperates: {why}"));
     }
     let server = Server::start(&["--deflate"]);
     let output = Command::new("python3")
@@ -298,7 +290,7 @@ fn node_ws_interoperates() {
     let why = missing("node", Command::new("node").arg("--version"))
         .or_else(|| (!has_ws).then(|| "missing Node ws (run npm ci in tests/browser)".to_owned()));
     if let Some(why) = why {
-        return not_run("node_ws_interoperates", &why);
+        return common::not_run(&format!("node_ws_interoperates: {why}"));
     }
     let server = Server::start(&["--deflate"]);
     let output = Command::new("node")
