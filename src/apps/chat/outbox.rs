@@ -255,6 +255,24 @@ impl Outbox {
     /// Queue a text message for this session.
     pub fn send_text(&self, text: &str, metrics: &Metrics) -> Enqueued {
         let mut bytes = Vec::with_capacity(text.len() + 4);
+        #[cfg(feature = "deflate")]
+        match self.deflate.get() {
+            // A reply (an online list can be long) compressed like a MESSAGE.
+            Some(deflate) if text.len() >= deflate.min_size => {
+                let compressed = crate::protocol::deflate::compress_segment(
+                    deflate.window_bits,
+                    text.as_bytes(),
+                    true,
+                );
+                crate::protocol::frame::write_compressed_frame(
+                    &mut bytes,
+                    OpCode::Text,
+                    &compressed,
+                );
+            }
+            _ => write_frame(&mut bytes, OpCode::Text, text.as_bytes()),
+        }
+        #[cfg(not(feature = "deflate"))]
         write_frame(&mut bytes, OpCode::Text, text.as_bytes());
         let mut queue = self.lock();
         let result = self.push(&mut queue, Item::Text(bytes), metrics);
