@@ -37,8 +37,13 @@ fuzz_target!(|data: &[u8]| {
     };
     for takeover in [false, true] {
         let agreed = negotiate(&offers, takeover);
-        let first = offers.iter().position(|o| accept_offer(o, takeover).is_ok());
-        assert_eq!(agreed, first.map(|at| accept_offer(&offers[at], takeover).unwrap()));
+        let first = offers
+            .iter()
+            .position(|o| accept_offer(o, takeover).is_ok());
+        assert_eq!(
+            agreed,
+            first.map(|at| accept_offer(&offers[at], takeover).unwrap())
+        );
         let Some(agreement) = agreed else { continue };
         assert!((9..=15).contains(&agreement.server_max_window_bits));
         if !takeover {
@@ -53,6 +58,10 @@ fuzz_target!(|data: &[u8]| {
         let again = parse_extension_offers(&back).expect("the response parses");
         assert_eq!(again.len(), 1, "{response:?}");
         assert_eq!(again[0].name, EXTENSION_NAME);
-        assert_eq!(accept_offer(&again[0], takeover), Ok(agreement), "{response:?}");
+        assert_eq!(
+            accept_offer(&again[0], takeover),
+            Ok(agreement),
+            "{response:?}"
+        );
     }
 });

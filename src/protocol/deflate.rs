@@ -326,12 +326,17 @@ mod codec {
                 }
                 let before_in = inflater.total_in();
                 let before_out = out.len();
-                let status = inflater
-                    .decompress_vec(rest, out, FlushDecompress::Sync)
-                    .map_err(|_| InflateError::Corrupt)?;
+                let status = inflater.decompress_vec(rest, out, FlushDecompress::Sync);
+                // Over the limit is refused first, even when the data turns
+                // out corrupt further on: the buffer is bounded either way.
                 if out.len() > limit {
+                    // The spare room may exceed the limit by a little (a
+                    // Vec's smallest allocation is 8 bytes): keep no more
+                    // than the one byte that proves the message too big.
+                    out.truncate(limit + 1);
                     return Err(InflateError::TooBig);
                 }
+                let status = status.map_err(|_| InflateError::Corrupt)?;
                 let used = (inflater.total_in() - before_in) as usize;
                 rest = &rest[used..];
                 if status == Status::StreamEnd {
@@ -614,7 +619,13 @@ mod tests {
             let mut out = Vec::new();
             let refused = c.inflate(&wire, &mut out, 1000);
             assert_eq!(refused, Err(InflateError::TooBig));
+            assert_eq!(out.len(), 1001);
             assert!(out.capacity() <= 16 * 1024 + 1001, "{}", out.capacity());
+            c.end_message(false);
+            // A limit under a Vec's smallest allocation.
+            let mut out = Vec::new();
+            assert_eq!(c.inflate(&wire, &mut out, 1), Err(InflateError::TooBig));
+            assert_eq!(out.len(), 2);
             c.end_message(false);
             assert_eq!(
                 inflate_all(&mut c, &[0xff, 0xff, 0xff], 100),
