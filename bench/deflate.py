@@ -2,7 +2,8 @@
 """permessage-deflate figures for docs/benchmarks.md ("Compression").
 
 Usage: bench/deflate.py [path/to/socketbox]   (a --features deflate release build;
-default target/release/socketbox). Starts its own servers on 127.0.0.1:0 and
+default target/release/socketbox). Starts its own servers on 127.0.0.1:0 (with
+$SOCKETBOX_ARGS added to their flags) and
 prints one line per figure. The clients are Python `websockets` (compression
 on, as browsers do) and raw sockets with zlib for the bomb; nothing here is
 SocketBox's own client code.
@@ -36,7 +37,8 @@ CONNS = int(os.environ.get("CONNS", "1000"))
 
 
 def start(*args):
-    proc = subprocess.Popen([BIN, "--listen", "127.0.0.1:0", *args],
+    extra = os.environ.get("SOCKETBOX_ARGS", "").split()
+    proc = subprocess.Popen([BIN, "--listen", "127.0.0.1:0", *args, *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()
     addr = re.match(r"listening on (\S+)", line).group(1)
