@@ -224,6 +224,38 @@ fn chat_messages_go_out_compressed() {
     }
 }
 
+/// An online list (20004) over the minimum size is a reply that goes out
+/// compressed too.
+#[test]
+fn long_replies_go_out_compressed() {
+    let server = Server::start(&["--deflate"]);
+    let _users: Vec<_> = (0..40)
+        .map(|i| server.user(&format!("user-with-a-long-name-{i}")))
+        .collect();
+    let (mut watcher, _) = answer(&server, "/ws", CHROMIUM_OFFER);
+    watcher
+        .write_all(&client_frame(0x81, br#"{"code":10000,"id":"watcher"}"#))
+        .unwrap();
+    watcher
+        .write_all(&client_frame(0x81, br#"{"code":10004}"#))
+        .unwrap();
+    loop {
+        let (b0, payload) = read_frame(&mut watcher).unwrap();
+        let compressed = b0 & 0x40 != 0;
+        let text = if compressed {
+            inflate(&payload)
+        } else {
+            payload
+        };
+        let value: Value = serde_json::from_slice(&text).unwrap();
+        if value["extend"]["code"] == 20004 {
+            assert!(compressed, "a {}-byte online list", text.len());
+            assert_eq!(value["extend"]["mess"]["online"], 41, "{value}");
+            break;
+        }
+    }
+}
+
 /// `None` when `probe` runs successfully, else what is missing: such a
 /// test says NOT RUN in cargo test's output, and fails on CI.
 fn missing(what: &str, probe: &mut Command) -> Option<String> {
@@ -241,7 +273,8 @@ with connect(base + "/echo", open_timeout=10) as ws:
     ext = ws.response.headers.get("Sec-WebSocket-Extensions", "")
     assert ext.startswith("permessage-deflate"), ext
     text = json.dumps([{"i": i, "name": "user-%d" % (i % 13)} for i in range(500)])
-    ws.send(text); assert ws.recv(timeout=10) == text
+    for n in range(5):  # similar messages: with takeover, later ones refer back
+        ws.send(text + str(n)); assert ws.recv(timeout=10) == text + str(n)
     blob = bytes(range(256)) * 400
     ws.send(blob); assert ws.recv(timeout=10) == blob
 def user(name):
@@ -270,17 +303,23 @@ fn python_websockets_interoperates() {
     ) {
         return common::not_run(&format!("python_websockets_interoperates: {why}"));
     }
-    let server = Server::start(&["--deflate"]);
-    let output = Command::new("python3")
-        .args(["-c", PYTHON_PEER, &format!("ws://{}", server.addr)])
-        .output()
-        .expect("run python3");
-    assert!(
-        output.status.success() && output.stdout.starts_with(b"ok"),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    // With context takeover both ways the windows outlive each message.
+    for flags in [
+        &["--deflate"][..],
+        &["--deflate", "--deflate-context-takeover"],
+    ] {
+        let server = Server::start(flags);
+        let output = Command::new("python3")
+            .args(["-c", PYTHON_PEER, &format!("ws://{}", server.addr)])
+            .output()
+            .expect("run python3");
+        assert!(
+            output.status.success() && output.stdout.starts_with(b"ok"),
+            "{flags:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 #[test]
@@ -292,16 +331,21 @@ fn node_ws_interoperates() {
     if let Some(why) = why {
         return common::not_run(&format!("node_ws_interoperates: {why}"));
     }
-    let server = Server::start(&["--deflate"]);
-    let output = Command::new("node")
-        .current_dir(dir)
-        .args(["deflate_peer.mjs", &format!("ws://{}", server.addr)])
-        .output()
-        .expect("run node");
-    assert!(
-        output.status.success() && output.stdout.starts_with(b"ok"),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    for flags in [
+        &["--deflate"][..],
+        &["--deflate", "--deflate-context-takeover"],
+    ] {
+        let server = Server::start(flags);
+        let output = Command::new("node")
+            .current_dir(dir)
+            .args(["deflate_peer.mjs", &format!("ws://{}", server.addr)])
+            .output()
+            .expect("run node");
+        assert!(
+            output.status.success() && output.stdout.starts_with(b"ok"),
+            "{flags:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
