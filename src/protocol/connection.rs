@@ -3,7 +3,10 @@
 //!
 //! It implements RFC 6455 sections 5 (framing: 5.1 masking rules, 5.2 the
 //! base framing protocol, 5.4 fragmentation, 5.5 control frames, 5.6 data
-//! frames), 7 (closing the connection) and 8.1 (UTF-8 handling).
+//! frames), 7 (closing the connection) and 8.1 (UTF-8 handling); with the
+//! feature `deflate` and an agreed permessage-deflate, RFC 7692 6 (RSV1
+//! marks a compressed message) and 7.2 (inflating as frames arrive, the
+//! limit applied to the inflated size; compressing what is sent).
 //!
 //! The I/O layer drives it like this:
 //!
