@@ -9,7 +9,8 @@ on, as browsers do) and raw sockets with zlib for the bomb; nothing here is
 SocketBox's own client code.
 
 1. idle: server RSS per idle connection at 1,000 /echo connections that each
-   echoed one 1 KiB compressible text (compressed both ways), with
+   echoed one 1 KiB compressible text (compressed both ways; ONLY=hello: a
+   16-byte text, sent uncompressed as loadgen idle does), with
    compression off (client offers nothing), on (no context takeover, the
    default) and on with --deflate-context-takeover.
 2. wire: bytes on the wire (the server's own counters) for 1,000 PEER
@@ -87,7 +88,8 @@ TEXT = json.dumps({"rows": [{"id": i, "name": f"user-{i % 17}", "online": i % 3 
                             for i in range(20)]})[:1024]
 
 
-async def idle(label, args, compression):
+async def idle(label, args, compression, text=None):
+    text = text or TEXT
     proc, addr = start(*args)
     try:
         await asyncio.sleep(0.5)
@@ -96,8 +98,8 @@ async def idle(label, args, compression):
         for i in range(CONNS):
             ws = await connect(f"ws://{addr}/echo", compression=compression, max_size=None,
                                open_timeout=30, ping_interval=None)
-            await ws.send(TEXT)
-            assert await ws.recv() == TEXT
+            await ws.send(text)
+            assert await ws.recv() == text
             conns.append(ws)
         negotiated = conns[0].response.headers.get("Sec-WebSocket-Extensions", "none")
         await asyncio.sleep(3)
@@ -220,6 +222,9 @@ def bomb(path, args):
 
 async def main():
     what = os.environ.get("ONLY", "idle wire bomb").split()
+    if "hello" in what:  # as loadgen idle: a 16-byte hello, under --deflate-min-size
+        await idle("off, 16 B hello", ["--deflate"], None, "0123456789abcdef")
+        await idle("on, 16 B hello", ["--deflate"], "deflate", "0123456789abcdef")
     if "idle" in what:
         await idle("off", ["--deflate"], None)
         await idle("on", ["--deflate"], "deflate")
