@@ -101,9 +101,18 @@ FLAGS:
     --idle-timeout SECS         silence allowed on /echo before close [300]
     --thread-stack BYTES        stack size of each connection thread [65536]
     --trace                     print every frame on stderr
-    --deflate                   accept permessage-deflate (feature `deflate`) [off]
+    --redis URL                 join the nodes sharing this Redis (redis://HOST:PORT/DB) [off]
+    --node-id ID                this node's name in logs and metrics [random]
+
+  TLS (cargo feature `tls`; both flags or neither; SIGHUP re-reads them):
+    --tls-cert FILE             serve every route over TLS with this PEM chain
+    --tls-key FILE              the PEM private key of --tls-cert
+
+  permessage-deflate (cargo feature `deflate`):
+    --deflate                   accept permessage-deflate on /ws and /echo [off]
     --deflate-context-takeover  keep compression windows per connection [off]
     --deflate-min-size BYTES    smaller messages go out uncompressed [256]
+
     -h, --help                  this text
     -V, --version               the version
 ";
@@ -170,13 +179,20 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Command, Cli
             "--idle-timeout" => config.idle_timeout = seconds(a, "--idle-timeout")?,
             "--thread-stack" => config.thread_stack = number(a, "--thread-stack")?,
             "--trace" => config.trace = true,
-            // --- permessage-deflate ---
+            // Several nodes over Redis.
+            "--redis" => config.redis = Some(redis_url(value(a, "--redis")?)?),
+            "--node-id" => config.node_id = Some(node_id(value(a, "--node-id")?)?),
+            // TLS: a block of its own.
+            "--tls-cert" => config.tls_cert = Some(value(a, "--tls-cert")?.into()),
+            "--tls-key" => config.tls_key = Some(value(a, "--tls-key")?.into()),
+            // permessage-deflate: a block of its own.
             "--deflate" => config.deflate = true,
             "--deflate-context-takeover" => config.deflate_context_takeover = true,
             "--deflate-min-size" => config.deflate_min_size = number(a, "--deflate-min-size")?,
             other => return Err(CliError::UnknownFlag(other.to_owned())),
         }
     }
+    check_tls(&config)?;
     if config.deflate && !cfg!(feature = "deflate") {
         return Err(CliError::Refused {
             flag: "--deflate",
@@ -198,6 +214,47 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Command, Cli
             value: error.origin,
         })?;
     Ok(Command::Serve(Box::new(config)))
+}
+
+/// `--redis URL`, checked at start-up so that a typo stops the server
+/// instead of leaving it alone, retrying forever.
+fn redis_url(url: &str) -> Result<String, CliError> {
+    crate::apps::chat::check_redis_url(url)
+        .map(|()| url.to_owned())
+        .map_err(|rule| CliError::Refused {
+            flag: "--redis",
+            value: url.to_owned(),
+            rule,
+        })
+}
+
+/// `--node-id ID`: the characters of a user id, so that it needs no
+/// quoting in logs, metric labels or the messages between nodes.
+fn node_id(id: &str) -> Result<String, CliError> {
+    match UserId::new(id) {
+        Some(_) => Ok(id.to_owned()),
+        None => Err(CliError::Refused {
+            flag: "--node-id",
+            value: id.to_owned(),
+            rule: "1 to 64 of A-Z a-z 0-9 _ . @ -",
+        }),
+    }
+}
+
+/// `--tls-cert` and `--tls-key` go together (PROTOCOL.md: "one without
+/// the other is a start-up error"), and need the feature that builds TLS.
+fn check_tls(config: &ServerConfig) -> Result<(), CliError> {
+    match (&config.tls_cert, &config.tls_key) {
+        (None, None) => Ok(()),
+        (Some(_), None) => Err(CliError::Required("--tls-key (with --tls-cert)")),
+        (None, Some(_)) => Err(CliError::Required("--tls-cert (with --tls-key)")),
+        (Some(cert), Some(_)) if !cfg!(feature = "tls") => Err(CliError::Refused {
+            flag: "--tls-cert",
+            value: cert.display().to_string(),
+            rule: "this socketbox was built without the cargo feature `tls`",
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn parse_token<'a>(mut args: impl Iterator<Item = &'a str>) -> Result<Command, CliError> {
@@ -346,6 +403,45 @@ mod tests {
                 })
             ));
         }
+    }
+
+    #[test]
+    fn a_malformed_redis_url_or_node_id_stops_the_start_naming_the_flag() {
+        for url in [
+            "localhost:6379",
+            "http://x",
+            "redis://",
+            "redis://h:notaport",
+        ] {
+            let error = parse(["--redis", url]).unwrap_err();
+            assert!(error.to_string().starts_with("--redis: "), "{url}: {error}");
+        }
+        assert!(matches!(
+            parse(["--node-id", "a b"]),
+            Err(CliError::Refused {
+                flag: "--node-id",
+                ..
+            })
+        ));
+        let c = serve(&["--node-id", "node-1"]);
+        assert_eq!(c.node_id.as_deref(), Some("node-1"));
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_redis_url_is_kept() {
+        let c = serve(&["--redis", "redis://127.0.0.1:6379/0"]);
+        assert_eq!(c.redis.as_deref(), Some("redis://127.0.0.1:6379/0"));
+    }
+
+    #[cfg(not(feature = "redis"))]
+    #[test]
+    fn without_the_feature_redis_is_refused_saying_why() {
+        let error = parse(["--redis", "redis://127.0.0.1:6379/0"]).unwrap_err();
+        assert!(
+            error.to_string().contains("`redis` cargo feature"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -2,23 +2,38 @@
 
 use std::process::ExitCode;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use socketbox::cli::{self, Command};
 use socketbox::server::Server;
 
 /// std cannot catch signals; `signal-hook` runs a thread that receives
 /// SIGINT and SIGTERM and starts the graceful shutdown, after which
-/// `Server::run` returns and the process exits 0.
-fn stop_on_signals(server: &Server) -> std::io::Result<()> {
+/// `Server::run` returns and the process exits 0. With TLS, SIGHUP re-reads
+/// the certificate and key (a failed reload keeps the old pair).
+fn stop_on_signals(server: &Server, tls: bool) -> std::io::Result<()> {
     let handle = server.shutdown_handle()?;
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let mut wanted = vec![SIGINT, SIGTERM];
+    if tls {
+        wanted.push(SIGHUP);
+    }
+    let mut signals = Signals::new(wanted)?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
+            for signal in signals.forever() {
+                if signal == SIGHUP {
+                    match handle.reload_tls() {
+                        Ok(_) => eprintln!("socketbox: SIGHUP: TLS certificate and key reloaded"),
+                        Err(e) => eprintln!(
+                            "socketbox: SIGHUP: keeping the old TLS certificate and key: {e}"
+                        ),
+                    }
+                    continue;
+                }
                 eprintln!("socketbox: signal {signal}: closing connections");
                 handle.shutdown();
+                return;
             }
         })?;
     Ok(())
@@ -48,10 +63,11 @@ fn main() -> ExitCode {
             );
         }
         Command::Serve(config) => {
+            let tls = config.tls_cert.is_some();
             let server = match socketbox::apps::standard_server(*config) {
                 Ok(server) => server,
                 Err(e) => {
-                    eprintln!("socketbox: cannot listen: {e}");
+                    eprintln!("socketbox: {e}");
                     return ExitCode::FAILURE;
                 }
             };
@@ -59,8 +75,8 @@ fn main() -> ExitCode {
                 Ok(addr) => println!("listening on {addr}"),
                 Err(e) => eprintln!("socketbox: {e}"),
             }
-            if let Err(e) = stop_on_signals(&server) {
-                eprintln!("socketbox: cannot handle SIGINT/SIGTERM: {e}");
+            if let Err(e) = stop_on_signals(&server, tls) {
+                eprintln!("socketbox: cannot handle signals: {e}");
                 return ExitCode::FAILURE;
             }
             if let Err(e) = server.run() {

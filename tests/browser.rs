@@ -17,14 +17,25 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
-    let trials = vec![Trial::ignorable_test(
+    #[allow(unused_mut)]
+    let mut trials = vec![Trial::ignorable_test(
         "demo_page_and_seed_client_in_headless_chromium",
         demo_page_and_seed_client_in_headless_chromium,
     )];
+    #[cfg(feature = "tls")]
+    trials.push(Trial::ignorable_test(
+        "demo_page_and_seed_client_over_https_in_headless_chromium",
+        || run_e2e(&tls::certificates()?),
+    ));
     libtest_mimic::run(&args, trials).exit_code()
 }
 
 fn demo_page_and_seed_client_in_headless_chromium() -> Result<Completion, Failed> {
+    run_e2e(&[])
+}
+
+/// Run `tests/browser/e2e.mjs` against the binary with `env` set.
+fn run_e2e(env: &[(&str, PathBuf)]) -> Result<Completion, Failed> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let missing = missing_tools(&dir);
     if !missing.is_empty() {
@@ -48,6 +59,7 @@ fn demo_page_and_seed_client_in_headless_chromium() -> Result<Completion, Failed
             "SOCKETBOX_DEFLATE",
             if cfg!(feature = "deflate") { "1" } else { "" },
         )
+        .envs(env.iter().map(|(name, value)| (name, value)))
         .status()
         .map_err(|e| format!("cannot run node: {e}"))?;
     if !status.success() {
@@ -77,4 +89,61 @@ fn missing_tools(dir: &Path) -> Vec<String> {
 /// Whether this is a CI run (`CI` set, and not to `false` or `0`).
 fn on_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "false" | "0"))
+}
+
+/// The whole browser test again over https:// and wss:// (feature `tls`):
+/// a certificate for 127.0.0.1 made with the `openssl` command.
+#[cfg(feature = "tls")]
+mod tls {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    use libtest_mimic::Failed;
+
+    fn openssl(dir: &Path, args: &[&str]) -> Result<(), Failed> {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run openssl (needed to make a test certificate): {e}"))?;
+        if !out.status.success() {
+            return Err(
+                format!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr)).into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// A self-signed certificate and its key, for the environment of e2e.mjs.
+    pub fn certificates() -> Result<Vec<(&'static str, PathBuf)>, Failed> {
+        let dir =
+            std::env::temp_dir().join(format!("socketbox-browser-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        openssl(
+            &dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "cert.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            ],
+        )?;
+        Ok(vec![
+            ("SOCKETBOX_TLS_CERT", dir.join("cert.pem")),
+            ("SOCKETBOX_TLS_KEY", dir.join("key.pem")),
+        ])
+    }
 }

@@ -54,9 +54,10 @@ enum App {
     /// Sends a text and a ping, then closes with 1001, before any input
     /// (the server shutting down).
     ClosesFirst,
-    /// Queues a text, then learns a Close went out by other means
-    /// (`close_sent_externally`), before any input.
-    ClosedElsewhere,
+    /// Queues a text and closes with 1001, and another thread takes that
+    /// output away to write it (the shutdown, a `/ws` session's outbox),
+    /// before any input.
+    ClosedAndTaken,
 }
 
 const GREETING: &str = "hello";
@@ -109,7 +110,7 @@ fuzz_target!(|data: &[u8]| {
         0 => App::Passive,
         1 => App::Echo,
         2 => App::ClosesFirst,
-        _ => App::ClosedElsewhere,
+        _ => App::ClosedAndTaken,
     };
     let config = Config { max_message };
     let cuts = choices.cut_points(16);
@@ -158,9 +159,10 @@ fn run(config: Config, app: App, stream: &[u8], ends: &[usize], feed: Feed) -> R
             conn.close(CloseCode::GOING_AWAY, "bye");
             assert!(!conn.send_binary(b"after close"));
         }
-        App::ClosedElsewhere => {
-            assert!(conn.send_text("never sent"));
-            conn.close_sent_externally();
+        App::ClosedAndTaken => {
+            assert!(conn.send_text("sent elsewhere"));
+            conn.close(CloseCode::GOING_AWAY, "bye");
+            assert!(!conn.take_output().is_empty());
             assert!(conn.output().is_empty());
         }
     }
@@ -395,6 +397,6 @@ fn check_run(config: Config, app: App, run: &Run) {
             }
         }
         App::ClosesFirst => assert_eq!(close_code, Some(Some(CloseCode::GOING_AWAY))),
-        App::ClosedElsewhere => assert_eq!(close_code, None),
+        App::ClosedAndTaken => assert_eq!(close_code, None),
     }
 }

@@ -11,29 +11,31 @@
 //! straight into the message ([`Connection::read_payload_with`]) and
 //! written back from there, behind its header, in one vectored write.
 //!
-//! Writes go through an [`EchoWriter`], because one other thread may write
-//! too: the shutdown, which sends Close 1001 to every connection
-//! (`crate::io::live`). Both share the one socket descriptor through an `Arc`
-//! (see `crate::io::transport`). The shutdown must never wait for this
-//! connection, whose thread may be blocked for seconds writing to a client
-//! that does not read: so the connection's thread writes outside any lock,
-//! marking the socket busy, and the shutdown either writes its Close at
-//! once without blocking (socket idle) or leaves it to the connection's
-//! thread, which sends it when its write ends (socket busy).
+//! The connection sits behind a lock in an [`EchoWriter`], because one
+//! other thread may close it: the shutdown, which sends Close 1001 to every
+//! connection (`crate::io::live`). Both share the one socket (plain TCP or
+//! TLS) through an `Arc` (see `crate::io::transport`). The connection's thread
+//! holds the lock while it processes, writes and reads inside a message,
+//! and lets it go while it waits for the next message. The shutdown must
+//! never wait for this connection, whose thread may be blocked for seconds
+//! writing to a client that does not read: so it only tries the lock. When
+//! it gets it (the thread waits for a message) it closes the connection
+//! and writes the Close at once without blocking; otherwise it leaves the
+//! Close to the connection's thread, which sends it when its write ends.
+//! Either way the Close is the connection's own, so its closing handshake
+//! goes on as after any Close it sent.
 
 use std::io;
-use std::net::TcpStream;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Instant;
 
-use crate::protocol::close::close_payload;
-use crate::protocol::frame::{write_frame, OpCode};
 use crate::protocol::{CloseCode, Config, Connection, Event, Message, State};
 
 use crate::io::app::{Context, Upgraded, WebSocketHandler};
 use crate::io::live::GoingAway;
 use crate::io::metrics::Metrics;
+use crate::io::socket::Socket;
 use crate::io::transport::{self, ReadOutcome, CLOSE_TIMEOUT, FAILED_LINGER};
 
 /// Messages at least this long are echoed from where they are, by a
@@ -41,21 +43,18 @@ use crate::io::transport::{self, ReadOutcome, CLOSE_TIMEOUT, FAILED_LINGER};
 /// echoes of smaller ones.
 const UNCOPIED_ECHO: usize = 16 * 1024;
 
-/// The write half of an `/echo` connection, shared with the shutdown.
+/// Bytes an idle connection waits for on its thread's stack.
+const IDLE_READ: usize = 1024;
+
+/// An `/echo` connection's protocol state and write half, shared with the
+/// shutdown.
 #[derive(Debug)]
 pub struct EchoWriter {
-    stream: Arc<TcpStream>,
+    stream: Arc<Socket>,
+    /// Held by the connection's thread except while it waits for a message.
+    conn: Mutex<Connection>,
     /// Held for a few instructions at a time, never across a blocking write.
-    state: Mutex<WriterState>,
-}
-
-#[derive(Debug, Default)]
-struct WriterState {
-    /// The connection's thread is writing: the shutdown must not write now.
-    writing: bool,
-    /// The connection has queued or sent a Close of its own.
-    close_sent: bool,
-    farewell: Farewell,
+    farewell: Mutex<Farewell>,
 }
 
 /// Where the shutdown's Close 1001 stands.
@@ -64,65 +63,59 @@ enum Farewell {
     /// No shutdown.
     #[default]
     None,
-    /// The shutdown found the connection's thread writing: that thread
-    /// queues the Close 1001 itself when its write ends.
+    /// The shutdown found the connection busy: its thread closes it with
+    /// 1001 when its write ends.
     Requested,
-    /// The shutdown wrote the Close 1001, or the part of it the socket
-    /// took: the rest (often nothing) must follow before anything else.
+    /// The shutdown closed the connection and wrote its output, or the
+    /// part of it the socket took: the rest (often nothing) must follow
+    /// before anything else.
     Sent { rest: Vec<u8> },
-    /// The connection has taken the farewell in.
+    /// The connection's thread has taken the farewell in.
     Done,
 }
 
 impl EchoWriter {
-    fn lock(&self) -> MutexGuard<'_, WriterState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn farewell(&self) -> MutexGuard<'_, Farewell> {
+        self.farewell.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn connection(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether the shutdown has begun saying goodbye: a read may then have
     /// ended early with `WouldBlock` while it wrote (see
     /// [`transport::write_without_blocking`]), which is no read timeout.
     fn saying_goodbye(&self) -> bool {
-        !matches!(self.lock().farewell, Farewell::None)
+        !matches!(*self.farewell(), Farewell::None)
     }
 
-    /// Before the connection's thread writes: mark the socket busy and take
-    /// in what the shutdown did meanwhile. Returns the rest of a Close 1001
-    /// the shutdown began, which must go out first and alone.
+    /// Before the connection's thread writes: take in what the shutdown did
+    /// meanwhile. Returns the rest of the shutdown's write, which must go
+    /// out first and alone.
     fn begin_write(&self, conn: &mut Connection, metrics: &Metrics) -> Vec<u8> {
-        let mut state = self.lock();
-        state.writing = true;
-        match std::mem::take(&mut state.farewell) {
+        let mut farewell = self.farewell();
+        match std::mem::take(&mut *farewell) {
             Farewell::None => Vec::new(),
             Farewell::Requested => {
-                state.farewell = Farewell::Done;
+                *farewell = Farewell::Done;
                 transport::close(conn, CloseCode::GOING_AWAY, SHUTTING_DOWN, metrics);
                 Vec::new()
             }
             Farewell::Sent { rest } => {
-                state.farewell = Farewell::Done;
-                // Our Close 1001 is out: nothing may follow it, not even the
-                // answer to a Close the peer sent meanwhile.
-                conn.close_sent_externally();
-                conn.clear_output();
+                *farewell = Farewell::Done;
                 rest
             }
             Farewell::Done => {
-                state.farewell = Farewell::Done;
+                *farewell = Farewell::Done;
                 Vec::new()
             }
         }
     }
 
-    /// After the write: the socket is free again. Returns whether the
-    /// shutdown asked for a Close 1001 during the write.
-    fn end_write(&self, conn: &Connection) -> bool {
-        let mut state = self.lock();
-        state.writing = false;
-        if conn.state() != State::Open {
-            state.close_sent = true;
-        }
-        matches!(state.farewell, Farewell::Requested)
+    /// After the write: whether the shutdown asked for a Close 1001 during it.
+    fn end_write(&self) -> bool {
+        matches!(*self.farewell(), Farewell::Requested)
     }
 
     /// Send the connection's output, taking in the shutdown's Close 1001.
@@ -170,7 +163,7 @@ impl EchoWriter {
             } else {
                 transport::write_counted(&self.stream, &rest, metrics)
             };
-            let requested = self.end_write(conn);
+            let requested = self.end_write();
             result?;
             if !requested {
                 return Ok(echoed);
@@ -179,20 +172,12 @@ impl EchoWriter {
     }
 }
 
-impl EchoWriter {
-    /// The peer's Close arrived: count it if it began the closing
-    /// handshake, that is if no Close of ours, the connection's or the
-    /// shutdown's, went first. Our answer is queued, so from now on the
-    /// shutdown sends no Close of its own.
-    fn close_received(&self, conn: &Connection, metrics: &Metrics) {
-        let mut state = self.lock();
-        let shutdown_closed = matches!(state.farewell, Farewell::Sent { .. } | Farewell::Done);
-        if let (Some(code), false, false) =
-            (conn.peer_began_closing(), state.close_sent, shutdown_closed)
-        {
-            state.close_sent = true;
-            metrics.close_received(code.0);
-        }
+/// The peer's Close arrived: count it if it began the closing handshake.
+/// Every Close of ours, the shutdown's too, goes through the connection,
+/// so it knows whether one went first.
+fn close_received(conn: &Connection, metrics: &Metrics) {
+    if let Some(code) = conn.peer_began_closing() {
+        metrics.close_received(code.0);
     }
 }
 
@@ -201,30 +186,43 @@ const SHUTTING_DOWN: &str = "server shutting down";
 
 impl GoingAway for EchoWriter {
     fn going_away(&self, metrics: &Metrics) {
-        let mut state = self.lock();
-        if state.close_sent || !matches!(state.farewell, Farewell::None) {
+        let mut farewell = self.farewell();
+        if !matches!(*farewell, Farewell::None) {
             return;
         }
-        if state.writing {
-            state.farewell = Farewell::Requested;
-            return;
-        }
-        // The socket is idle, its thread most likely waiting in read(): the
-        // Close goes out from here, under the lock (so that the connection
-        // cannot start a write meanwhile) and without blocking. A client
-        // whose socket buffer is full gets it later, if ever.
-        let mut frame = Vec::new();
-        write_frame(
-            &mut frame,
-            OpCode::Close,
-            &close_payload(CloseCode::GOING_AWAY, SHUTTING_DOWN),
-        );
-        let written = transport::write_without_blocking(&self.stream, &[&frame], metrics);
-        state.farewell = Farewell::Sent {
-            rest: frame.split_off(written),
+        let mut conn = match self.conn.try_lock() {
+            Ok(conn) => conn,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                // Busy processing, writing or reading a message: its thread
+                // sends the Close when its write ends.
+                *farewell = Farewell::Requested;
+                return;
+            }
         };
-        metrics.close_sent(CloseCode::GOING_AWAY.0);
+        // Its thread waits for the next message: the Close goes out from
+        // here, holding the connection (so that no write can start
+        // meanwhile) and without blocking. A client whose socket buffer is
+        // full gets it later, if ever.
+        transport::close(&mut conn, CloseCode::GOING_AWAY, SHUTTING_DOWN, metrics);
+        let mut output = conn.take_output();
+        let written = transport::write_without_blocking(&self.stream, &[&output], metrics);
+        *farewell = Farewell::Sent {
+            rest: output.split_off(written),
+        };
     }
+}
+
+/// Wait for the next message, holding nothing, and give what arrives to the
+/// connection. Never inlined, so that its read buffer is off the stack
+/// before processing grows it: an idle connection's stack stays at the
+/// pages that processing touches.
+#[inline(never)]
+fn read_between_messages(writer: &EchoWriter, metrics: &Metrics) -> ReadOutcome {
+    let mut buffer = [0u8; IDLE_READ];
+    let (outcome, n) = transport::read_bytes(&writer.stream, &mut buffer, metrics);
+    writer.connection().receive(&buffer[..n]);
+    outcome
 }
 
 /// `/echo` as a WebSocket application.
@@ -247,7 +245,7 @@ impl WebSocketHandler for Echo {
 
 /// Run an upgraded `/echo` connection until it closes. `leftover` holds
 /// bytes that arrived right behind the request head.
-pub fn run(stream: TcpStream, mut conn: Connection, leftover: &[u8], shared: &Context) {
+pub fn run(stream: Socket, mut conn: Connection, leftover: &[u8], shared: &Context) {
     let metrics = &shared.metrics;
     conn.receive(leftover);
     let trace = shared
@@ -260,8 +258,10 @@ pub fn run(stream: TcpStream, mut conn: Connection, leftover: &[u8], shared: &Co
     let stream = Arc::new(stream);
     let writer = Arc::new(EchoWriter {
         stream: Arc::clone(&stream),
-        state: Mutex::default(),
+        conn: Mutex::new(conn),
+        farewell: Mutex::default(),
     });
+    let mut conn = writer.connection();
     let _live = shared.live.register(
         Arc::clone(&writer) as Arc<dyn GoingAway>,
         Arc::clone(&stream),
@@ -296,7 +296,7 @@ pub fn run(stream: TcpStream, mut conn: Connection, leftover: &[u8], shared: &Co
                         conn.trace_note(|| "echoed back".to_owned());
                     }
                 }
-                Ok(Some(Event::Close(_))) => writer.close_received(&conn, metrics),
+                Ok(Some(Event::Close(_))) => close_received(&conn, metrics),
                 Ok(Some(Event::Ping(_) | Event::Pong(_))) => {}
                 Ok(None) => break,
                 Err(error) => {
@@ -339,6 +339,15 @@ pub fn run(stream: TcpStream, mut conn: Connection, leftover: &[u8], shared: &Co
         // check read by read.
         let outcome = match conn.direct_payload_room() {
             Some(room) => transport::read_payload(&stream, &mut conn, room, metrics),
+            None if conn.is_between_messages() => {
+                // Waiting for the next message: the connection is let go,
+                // so that the shutdown can close it meanwhile.
+                conn.release_idle_buffers();
+                drop(conn);
+                let outcome = read_between_messages(&writer, metrics);
+                conn = writer.connection();
+                outcome
+            }
             None => transport::read_into(&stream, &mut conn, metrics),
         };
         match outcome {
@@ -353,6 +362,7 @@ pub fn run(stream: TcpStream, mut conn: Connection, leftover: &[u8], shared: &Co
             ReadOutcome::TimedOut | ReadOutcome::Eof | ReadOutcome::Failed => return,
         }
     }
+    drop(conn);
     match failed_deadline {
         Some(deadline) => transport::linger_close_until(&stream, deadline),
         None => transport::linger_close(&stream),

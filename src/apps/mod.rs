@@ -38,11 +38,23 @@ pub fn standard_routes(context: &Arc<Context>) -> io::Result<Routes> {
     if config.echo_enabled {
         routes = routes.websocket("/echo", Arc::new(echo::Echo));
     }
+    let health = {
+        let hub = Arc::clone(&hub);
+        status::Health {
+            check: Some(Arc::new(move || hub.health())),
+        }
+    };
+    let metrics = {
+        let hub = Arc::clone(&hub);
+        status::MetricsPage {
+            more: Some(Arc::new(move |out: &mut String| hub.render_metrics(out))),
+        }
+    };
     Ok(routes
-        .get("/healthz", Arc::new(status::Health))
+        .get("/healthz", Arc::new(health))
         .get("/", Arc::new(assets::INDEX))
         .get("/socketbox.js", Arc::new(assets::SCRIPT))
-        .get("/metrics", Arc::new(status::MetricsPage))
+        .get("/metrics", Arc::new(metrics))
         .get("/api/online", api(Endpoint::Online))
         .post("/api/push", api(Endpoint::Push))
         .post("/api/broadcast", api(Endpoint::Broadcast)))

@@ -5,7 +5,6 @@
 //! request to answer ([`HttpHandler`]), and what it may use of the shell
 //! ([`Context`]).
 
-use std::net::TcpStream;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -16,6 +15,7 @@ use super::config::ServerConfig;
 use super::http::{self, HeadError, Reply};
 use super::live::LiveSet;
 use super::metrics::Metrics;
+use super::socket::Socket;
 use super::threads::thread_budget;
 
 /// What the shell shares with every connection and every application.
@@ -54,8 +54,8 @@ impl Context {
 /// A connection whose opening handshake succeeded: the 101 has been sent.
 #[derive(Debug)]
 pub struct Upgraded<'a> {
-    /// The connection.
-    pub stream: TcpStream,
+    /// The connection, plain TCP or TLS.
+    pub stream: Socket,
     /// Bytes that arrived right behind the request head: the first frames.
     pub leftover: Vec<u8>,
     /// The subprotocol selected from [`WebSocketHandler::subprotocols`].
@@ -98,7 +98,7 @@ pub struct Exchange<'a> {
 impl<'a> Exchange<'a> {
     /// The exchange of `request`, whose head was followed by `leftover`.
     pub fn new(
-        stream: &'a mut TcpStream,
+        stream: &'a mut Socket,
         request: &'a Request<'a>,
         leftover: &'a [u8],
         context: &'a Context,

@@ -3,6 +3,7 @@
 //! with no flags. No RFC governs these; where a value bounds an RFC 6455
 //! rule (the message size behind close 1009, 7.4.1) the field says so.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::protocol::origin::OriginPolicy;
@@ -49,8 +50,20 @@ pub struct ServerConfig {
     pub thread_stack: usize,
     /// Print every frame on stderr.
     pub trace: bool,
-    // --- permessage-deflate (RFC 7692; `--deflate` needs the cargo feature
-    // `deflate`) ---
+
+    // Several nodes over Redis (PROTOCOL.md, *added*; the `redis` feature).
+    /// `--redis URL`: the Redis the nodes share; `None` serves alone.
+    pub redis: Option<String>,
+    /// `--node-id ID`: this node's name in logs and metrics; `None` picks
+    /// a random one.
+    pub node_id: Option<String>,
+    // TLS (feature `tls`): both or neither; the command line checks.
+    /// PEM certificate chain, leaf first (`--tls-cert`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of that certificate (`--tls-key`).
+    pub tls_key: Option<PathBuf>,
+    // permessage-deflate (RFC 7692; `--deflate` needs the cargo feature
+    // `deflate`).
     /// `--deflate`: accept permessage-deflate on `/ws` and `/echo`.
     pub deflate: bool,
     /// `--deflate-context-takeover`: keep both compression windows per
@@ -63,6 +76,24 @@ pub struct ServerConfig {
 /// Default stack of a connection thread; see `docs/benchmarks.md` for how
 /// it was measured.
 pub const DEFAULT_THREAD_STACK: usize = 64 * 1024;
+
+/// Least stack of a connection thread when the server speaks TLS: a rustls
+/// handshake overflowed 64 KiB in a debug build (a release build got
+/// through in 64 KiB, RSA and ECDSA). Stack is reserved, not resident:
+/// only the pages a thread touches count in its RSS.
+pub const TLS_THREAD_STACK: usize = 256 * 1024;
+
+impl ServerConfig {
+    /// The stack each connection thread gets: `thread_stack`, raised to
+    /// [`TLS_THREAD_STACK`] when the server speaks TLS.
+    pub fn connection_stack(&self) -> usize {
+        if self.tls_cert.is_some() {
+            self.thread_stack.max(TLS_THREAD_STACK)
+        } else {
+            self.thread_stack
+        }
+    }
+}
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -86,6 +117,10 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(300),
             thread_stack: DEFAULT_THREAD_STACK,
             trace: false,
+            redis: None,
+            node_id: None,
+            tls_cert: None,
+            tls_key: None,
             deflate: false,
             deflate_context_takeover: false,
             deflate_min_size: 256,

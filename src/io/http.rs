@@ -6,8 +6,8 @@
 //! answer closes the connection (RFC 9112 9.6, `Connection: close`); the
 //! answer to a HEAD is the head of the GET's answer (RFC 9110 9.3.2).
 
+use crate::io::socket::Socket;
 use std::io::{self, Read};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::protocol::http::{
@@ -40,7 +40,7 @@ pub enum HeadError {
 /// [`MAX_REQUEST_HEAD`] bytes and `timeout` in total: the deadline covers
 /// the whole head, so trickling one byte at a time does not extend it.
 pub fn read_head(
-    stream: &mut TcpStream,
+    stream: &mut Socket,
     timeout: Duration,
     metrics: &Metrics,
 ) -> Result<Head, HeadError> {
@@ -68,7 +68,7 @@ pub fn read_head(
 /// One read that must finish by `deadline`: the deadline covers a whole
 /// head or body, so a client trickling a byte at a time cannot extend it.
 /// Returns at least one byte, or why there is none.
-fn read_by(stream: &mut TcpStream, deadline: Instant, buf: &mut [u8]) -> Result<usize, HeadError> {
+fn read_by(stream: &mut Socket, deadline: Instant, buf: &mut [u8]) -> Result<usize, HeadError> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -96,7 +96,7 @@ fn read_by(stream: &mut TcpStream, deadline: Instant, buf: &mut [u8]) -> Result<
 
 /// Read the body that follows a head, up to `limit` bytes, within `timeout`.
 pub fn read_body(
-    stream: &mut TcpStream,
+    stream: &mut Socket,
     mut already: Vec<u8>,
     content_length: usize,
     limit: usize,
@@ -118,7 +118,7 @@ pub fn read_body(
 
 /// Send one complete response and count it if it is an error.
 pub fn respond(
-    stream: &mut TcpStream,
+    stream: &mut Socket,
     metrics: &Metrics,
     status: u16,
     content_type: &str,
@@ -137,7 +137,7 @@ pub fn respond(
 }
 
 fn send(
-    stream: &mut TcpStream,
+    stream: &mut Socket,
     metrics: &Metrics,
     head_only: bool,
     status: u16,
@@ -165,14 +165,14 @@ fn send(
 #[derive(Debug)]
 pub struct Reply<'s> {
     /// The connection the request came on.
-    pub stream: &'s mut TcpStream,
+    pub stream: &'s mut Socket,
     metrics: &'s Metrics,
     head_only: bool,
 }
 
 impl<'s> Reply<'s> {
     /// The reply to a request made with `method`.
-    pub fn new(stream: &'s mut TcpStream, metrics: &'s Metrics, method: &str) -> Self {
+    pub fn new(stream: &'s mut Socket, metrics: &'s Metrics, method: &str) -> Self {
         Reply {
             stream,
             metrics,
@@ -216,7 +216,7 @@ impl<'s> Reply<'s> {
 }
 
 /// Answer a failed handshake with its status, headers and reason.
-pub fn respond_error(stream: &mut TcpStream, metrics: &Metrics, error: &dyn ErrorResponse) {
+pub fn respond_error(stream: &mut Socket, metrics: &Metrics, error: &dyn ErrorResponse) {
     respond(
         stream,
         metrics,

@@ -16,11 +16,12 @@
 //! reading from it or writing to it.
 
 use std::collections::HashMap;
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::metrics::Metrics;
+use super::socket::Socket;
 
 /// A connection that can be told, from any thread, that the server is
 /// going away: it sends Close 1001 and lets its own thread finish the
@@ -34,7 +35,7 @@ pub trait GoingAway: Send + Sync {
 /// One registered connection.
 struct Live {
     connection: Arc<dyn GoingAway>,
-    stream: Arc<TcpStream>,
+    stream: Arc<Socket>,
 }
 
 #[derive(Default)]
@@ -78,7 +79,7 @@ impl LiveSet {
     pub fn register(
         &self,
         connection: Arc<dyn GoingAway>,
-        stream: Arc<TcpStream>,
+        stream: Arc<Socket>,
         metrics: &Metrics,
     ) -> LiveEntry<'_> {
         let mut inner = self.lock();
@@ -179,7 +180,7 @@ impl Drop for LiveEntry<'_> {
 mod tests {
     use super::*;
     use std::io::Read;
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
     use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
     #[derive(Default)]
@@ -192,11 +193,11 @@ mod tests {
     }
 
     /// A connected pair on 127.0.0.1: (the server's end, the client's end).
-    fn socket_pair() -> (Arc<TcpStream>, TcpStream) {
+    fn socket_pair() -> (Arc<Socket>, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
-        (Arc::new(server), client)
+        (Arc::new(Socket::plain(server)), client)
     }
 
     #[test]

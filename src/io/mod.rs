@@ -1,5 +1,6 @@
 //! The I/O layer under the server shell and its applications: socket reads
-//! and writes with the lingering close of RFC 6455 7.1.1 (`transport`),
+//! and writes with the lingering close of RFC 6455 7.1.1 (`transport`), the
+//! socket they go through, plain TCP or TLS ([`socket`], `tls`),
 //! HTTP/1.1 request heads and responses (`http`), the set of open
 //! WebSocket connections a shutdown closes (`live`), the counters behind
 //! `/metrics` ([`metrics`]), the connection threads and their budget
@@ -12,5 +13,8 @@ pub mod config;
 pub(crate) mod http;
 pub(crate) mod live;
 pub mod metrics;
+pub mod socket;
 pub(crate) mod threads;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub(crate) mod transport;

@@ -11,15 +11,15 @@
 //! closing handshake, [`FAILED_LINGER`] after the server failed the
 //! connection (RFC 6455 7.1.7), whose peer may well go on streaming.
 //!
-//! Every function takes `&TcpStream`: std implements `Read` and `Write` for
-//! a shared reference, so the threads of one connection (a reader, a writer,
-//! the shutdown) share one socket descriptor instead of `dup()`ing it. A
-//! thread per connection already costs a thread; it should not cost two
-//! descriptors as well (10,000 connections would need `ulimit -n` over
-//! 20,000).
+//! Every function takes `&Socket` ([`Socket`]: plain TCP or TLS), which is
+//! `Read` and `Write` through a shared reference, as `&TcpStream` is: the
+//! threads of one connection (a reader, a writer, the shutdown) share one
+//! socket descriptor instead of `dup()`ing it. A thread per connection
+//! already costs a thread; it should not cost two descriptors as well
+//! (10,000 connections would need `ulimit -n` over 20,000).
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use crate::protocol::trace::{describe_frames, Direction};
 use crate::protocol::{CloseCode, Connection, State};
 
 use super::metrics::Metrics;
+use super::socket::Socket;
 
 /// How long the server waits for the peer's Close after sending its own,
 /// and for the peer's FIN after sending its last bytes.
@@ -62,7 +63,7 @@ const IDLE_READ: usize = 1024;
 /// blocks reading into a small buffer on its own stack, so an idle
 /// connection costs no heap; only what arrives is copied in. Inside a
 /// message it reads straight into the connection's buffer, in large chunks.
-pub fn read_into(mut stream: &TcpStream, conn: &mut Connection, metrics: &Metrics) -> ReadOutcome {
+pub fn read_into(mut stream: &Socket, conn: &mut Connection, metrics: &Metrics) -> ReadOutcome {
     let mut idle_buffer = [0u8; IDLE_READ];
     let idle = conn.is_between_messages();
     let result = if idle {
@@ -86,6 +87,25 @@ pub fn read_into(mut stream: &TcpStream, conn: &mut Connection, metrics: &Metric
     }
 }
 
+/// Read once from `stream` into `buffer`, blocking until something arrives
+/// (or the read timeout, if one is set); returns how many bytes came with
+/// [`ReadOutcome::Data`]. For a thread that must not hold its connection
+/// while it waits (the `/ws` reader: other threads close through it).
+pub fn read_bytes(
+    mut stream: &Socket,
+    buffer: &mut [u8],
+    metrics: &Metrics,
+) -> (ReadOutcome, usize) {
+    match stream.read(buffer) {
+        Ok(0) => (ReadOutcome::Eof, 0),
+        Ok(n) => {
+            metrics.bytes_in.fetch_add(n as u64, Relaxed);
+            (ReadOutcome::Data, n)
+        }
+        Err(e) => (classify_error(e), 0),
+    }
+}
+
 fn classify_error(e: io::Error) -> ReadOutcome {
     match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ReadOutcome::TimedOut,
@@ -104,7 +124,7 @@ fn classify_error(e: io::Error) -> ReadOutcome {
 /// and 6.4.4 wait for that), and `/ws` re-checks its deadlines between
 /// reads (its messages are small anyway).
 pub fn read_payload(
-    stream: &TcpStream,
+    stream: &Socket,
     conn: &mut Connection,
     room: usize,
     metrics: &Metrics,
@@ -123,19 +143,20 @@ pub fn read_payload(
 }
 
 /// Write all of `bytes`, counting them.
-pub fn write_counted(mut stream: &TcpStream, bytes: &[u8], metrics: &Metrics) -> io::Result<()> {
-    if bytes.is_empty() {
-        return Ok(());
+pub fn write_counted(mut stream: &Socket, bytes: &[u8], metrics: &Metrics) -> io::Result<()> {
+    if !bytes.is_empty() {
+        stream.write_all(bytes)?;
+        metrics.bytes_out.fetch_add(bytes.len() as u64, Relaxed);
     }
-    stream.write_all(bytes)?;
-    metrics.bytes_out.fetch_add(bytes.len() as u64, Relaxed);
-    Ok(())
+    // With TLS, ciphertext a write left behind (or a write that did not
+    // block began) goes out too; plain TCP has none.
+    stream.flush()
 }
 
 /// Write all of `parts`, in order, with as few vectored writes as the
 /// kernel allows, counting them.
 pub fn write_all_counted(
-    mut stream: &TcpStream,
+    mut stream: &Socket,
     parts: &[&[u8]],
     metrics: &Metrics,
 ) -> io::Result<()> {
@@ -153,7 +174,7 @@ pub fn write_all_counted(
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    stream.flush()
 }
 
 /// Write `parts` to `stream` without blocking, for a thread that must not
@@ -163,26 +184,63 @@ pub fn write_all_counted(
 /// for this one `writev` and back: the mode belongs to the descriptor the
 /// connection's own threads share, so a read that runs during that instant
 /// may end early with `WouldBlock`, which they take for a read timeout.
-pub fn write_without_blocking(mut stream: &TcpStream, parts: &[&[u8]], metrics: &Metrics) -> usize {
-    if stream.set_nonblocking(true).is_err() {
-        return 0;
-    }
-    let slices: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
-    let written = stream.write_vectored(&slices).unwrap_or(0);
-    if stream.set_nonblocking(false).is_err() {
-        // The connection's threads would spin on WouldBlock: end the
-        // connection instead (it wakes them).
-        let _ = stream.shutdown(Shutdown::Both);
-    }
+///
+/// With TLS, bytes "went out" once encrypted: some of their records may
+/// still wait in the socket (bounded, see [`Socket::output_pending`]); then
+/// [`output_pending`] is true and a thread that may block must [`flush`]
+/// them (or [`write_counted`] anything, which flushes first).
+pub fn write_without_blocking(stream: &Socket, parts: &[&[u8]], metrics: &Metrics) -> usize {
+    let written = stream.write_without_blocking(parts);
     metrics.bytes_out.fetch_add(written as u64, Relaxed);
     written
 }
 
-/// Send whatever the connection has queued.
-pub fn flush(stream: &TcpStream, conn: &mut Connection, metrics: &Metrics) -> io::Result<()> {
-    let result = write_counted(stream, conn.output(), metrics);
-    conn.clear_output();
-    result
+/// Whether bytes a write took still wait in the socket for the kernel
+/// (TLS only; see [`Socket::output_pending`]).
+pub fn output_pending(stream: &Socket) -> bool {
+    stream.output_pending()
+}
+
+/// Send what earlier writes left in the socket (TLS records the kernel did
+/// not take yet), blocking within the write timeout; nothing for plain TCP.
+pub fn flush_pending(mut stream: &Socket) -> io::Result<()> {
+    stream.flush()
+}
+
+/// One vectored write of `parts` (blocking up to the socket's write
+/// timeout), counting what went out; returns how many bytes did. A write
+/// that times out or is interrupted returns `Ok(0)`, so that the caller can
+/// look at its deadlines and try again.
+pub fn write_some(mut stream: &Socket, parts: &[&[u8]], metrics: &Metrics) -> io::Result<usize> {
+    let slices: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
+    match stream.write_vectored(&slices) {
+        Ok(0) if parts.iter().any(|part| !part.is_empty()) => Err(io::ErrorKind::WriteZero.into()),
+        Ok(n) => {
+            metrics.bytes_out.fetch_add(n as u64, Relaxed);
+            Ok(n)
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(0)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Bound every blocking write on `stream` to `limit`.
+pub fn set_write_timeout(stream: &Socket, limit: Duration) {
+    let _ = stream.set_write_timeout(Some(limit));
+}
+
+/// End the TCP connection both ways at once, without lingering: every
+/// thread blocked reading from or writing to it wakes up (a slow consumer
+/// past its grace, a closing handshake past its deadline).
+pub fn cut_off(stream: &Socket) {
+    let _ = stream.shutdown(Shutdown::Both);
 }
 
 /// Start the closing handshake from the server's side and count the code.
@@ -195,12 +253,12 @@ pub fn close(conn: &mut Connection, code: CloseCode, reason: &str, metrics: &Met
 
 /// Half-close, then drain until the peer's FIN or [`CLOSE_TIMEOUT`]. The
 /// stream is dropped (fully closed) by the caller afterwards.
-pub fn linger_close(stream: &TcpStream) {
+pub fn linger_close(stream: &Socket) {
     linger_close_until(stream, Instant::now() + CLOSE_TIMEOUT);
 }
 
 /// Half-close, then drain until the peer's FIN or `deadline`.
-pub fn linger_close_until(mut stream: &TcpStream, deadline: Instant) {
+pub fn linger_close_until(mut stream: &Socket, deadline: Instant) {
     let _ = stream.shutdown(Shutdown::Write);
     let mut sink = [0u8; 512];
     loop {
@@ -216,7 +274,7 @@ pub fn linger_close_until(mut stream: &TcpStream, deadline: Instant) {
 }
 
 /// `--trace`: how a connection's frames are labelled, `PEER-ADDRESS PATH`.
-pub fn trace_label(stream: &TcpStream, path: &str) -> String {
+pub fn trace_label(stream: &Socket, path: &str) -> String {
     match stream.peer_addr() {
         Ok(peer) => format!("{peer} {path}"),
         Err(_) => path.to_owned(),

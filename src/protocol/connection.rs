@@ -609,18 +609,6 @@ impl Connection {
         }
     }
 
-    /// Record that a Close frame was sent on this connection's behalf by
-    /// other means (the server's shutdown writes one from another thread):
-    /// from now on it behaves as if [`Self::close`] had been called, and the
-    /// output not yet sent is discarded, since no data may follow a Close.
-    pub fn close_sent_externally(&mut self) {
-        if self.state == State::Open {
-            self.state = State::CloseSent;
-            self.drop_partial_message();
-            self.clear_output();
-        }
-    }
-
     /// When the peer's Close began the closing handshake (it arrived before
     /// this connection had sent a Close), its code: 1005 for a Close without
     /// one (RFC 6455 7.1.5: the close code "is considered to be 1005"). A
@@ -1435,25 +1423,6 @@ mod tests {
         assert_eq!(c.state(), State::Closed);
         assert!(c.output().is_empty());
         assert_eq!(c.peer_began_closing(), None, "the peer only answered");
-    }
-
-    #[test]
-    fn close_sent_elsewhere_waits_for_the_peer() {
-        let mut c = conn();
-        assert!(c.send_text("queued but never sent"));
-        c.close_sent_externally();
-        assert_eq!(c.state(), State::CloseSent);
-        assert!(c.output().is_empty());
-        c.receive(&frame(true, 8, b"\x03\xe9"));
-        assert!(matches!(
-            events(&mut c).unwrap().as_slice(),
-            [Event::Close(_)]
-        ));
-        assert_eq!(c.state(), State::Closed);
-        assert!(
-            c.output().is_empty(),
-            "the peer's answer is not answered again"
-        );
     }
 
     #[test]

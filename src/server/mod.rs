@@ -17,6 +17,11 @@
 //!    handshake (RFC 6455 4.2) and hand the socket to their handler, the
 //!    rest answer one HTTP response and close. The shell names no
 //!    application: whoever builds the server chooses them.
+//!
+//! With `--tls-cert` and `--tls-key` (feature `tls`), step 2 begins with
+//! the TLS handshake, on the connection's thread and within the same
+//! `--handshake-timeout` as the request head (`io::tls`); everything after
+//! it goes through the TLS socket ([`Socket`]).
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -24,11 +29,12 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use crate::io::config::ServerConfig;
 
 use crate::io::app::{Context, Exchange, HttpHandler, Upgraded, WebSocketHandler};
+use crate::io::socket::Socket;
 use crate::io::threads::{self, ThreadCount};
 use crate::io::{http, transport};
 use crate::protocol::deflate::{self, Agreement};
@@ -110,6 +116,9 @@ pub(crate) struct Shared {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     /// The threads that run connections.
     pub threads: Arc<threads::ThreadCache<Accepted>>,
+    /// The TLS side, when every route is served over TLS.
+    #[cfg(feature = "tls")]
+    tls: Option<crate::io::tls::Tls>,
 }
 
 /// A bound, not yet running server.
@@ -121,16 +130,37 @@ pub struct Server {
 
 impl Server {
     /// Bind the listening socket; `routes` are the applications it serves,
-    /// all sharing `context`.
+    /// all sharing `context`. With a TLS certificate and key configured,
+    /// they are loaded first: an unreadable file, or a key that is not the
+    /// certificate's, is an error naming the file.
     pub fn bind(context: Arc<Context>, routes: Routes) -> io::Result<Server> {
-        let listener = TcpListener::bind(context.config.listen.as_str())?;
+        #[cfg(feature = "tls")]
+        let tls = match (&context.config.tls_cert, &context.config.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::io::tls::Tls::new(cert, key)?),
+            (None, None) => None,
+            _ => {
+                return Err(io::Error::other(
+                    "--tls-cert and --tls-key go together: give both or neither",
+                ))
+            }
+        };
+        #[cfg(not(feature = "tls"))]
+        if context.config.tls_cert.is_some() || context.config.tls_key.is_some() {
+            return Err(io::Error::other(
+                "TLS needs a socketbox built with the cargo feature `tls`",
+            ));
+        }
+        let listener = TcpListener::bind(context.config.listen.as_str())
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen: {e}")))?;
         Ok(Server {
             listener,
             shared: Arc::new(Shared {
-                threads: threads::ThreadCache::new(context.config.thread_stack, run_accepted),
+                threads: threads::ThreadCache::new(context.config.connection_stack(), run_accepted),
                 context,
                 routes,
                 per_ip: Mutex::new(HashMap::new()),
+                #[cfg(feature = "tls")]
+                tls,
             }),
         })
     }
@@ -271,6 +301,19 @@ impl ShutdownHandle {
         // so that it sees the shutdown.
         let _ = TcpStream::connect_timeout(&self.wake, Duration::from_secs(1));
     }
+
+    /// Read the TLS certificate and key again (SIGHUP): new handshakes
+    /// present the new pair, open connections go on with theirs. When the
+    /// new files are not usable the old pair stays and the error says why.
+    /// `Ok(false)`: the server does not serve TLS.
+    pub fn reload_tls(&self) -> io::Result<bool> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.shared.tls {
+            tls.reload()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
 }
 
 /// Refuse a connection from the accept loop with a short HTTP error. The
@@ -341,12 +384,24 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// Serve one connection, from its request head to its end.
-fn serve(mut stream: TcpStream, shared: &Arc<Shared>) {
+/// Serve one connection, from its TLS handshake or request head to its end.
+fn serve(tcp: TcpStream, shared: &Arc<Shared>) {
+    let started = Instant::now();
+    let Some(mut stream) = secure(tcp, shared) else {
+        return;
+    };
     let _ = stream.set_write_timeout(Some(transport::CLOSE_TIMEOUT * 2));
+    // The TLS handshake and the request head share one deadline.
+    let head_time = shared
+        .context
+        .config
+        .handshake_timeout
+        .saturating_sub(started.elapsed());
     // The request head and its parsed headers are dropped before a
     // WebSocket handler runs: an idle connection keeps none of them.
-    if let Some((handler, leftover, (protocol, deflate))) = answer_request(&mut stream, shared) {
+    if let Some((handler, leftover, (protocol, deflate))) =
+        answer_request(&mut stream, shared, head_time)
+    {
         handler.serve(Upgraded {
             stream,
             leftover,
@@ -355,6 +410,20 @@ fn serve(mut stream: TcpStream, shared: &Arc<Shared>) {
             context: &shared.context,
         });
     }
+}
+
+/// The connection's socket: plain, or TLS once the handshake succeeded
+/// within `--handshake-timeout`. A client that says nothing in time, or
+/// speaks anything but TLS (plain HTTP, garbage), is closed at once.
+fn secure(tcp: TcpStream, shared: &Shared) -> Option<Socket> {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &shared.tls {
+        return tls
+            .accept(tcp, shared.context.config.handshake_timeout)
+            .ok();
+    }
+    let _ = shared;
+    Some(Socket::plain(tcp))
 }
 
 /// A WebSocket application, the bytes that came in behind the head and the
@@ -367,11 +436,15 @@ type Upgrade = (
 
 /// Read and answer one request. For an accepted WebSocket upgrade, return
 /// its application, the bytes behind the head and the subprotocol.
-fn answer_request(stream: &mut TcpStream, shared: &Arc<Shared>) -> Option<Upgrade> {
+fn answer_request(
+    stream: &mut Socket,
+    shared: &Arc<Shared>,
+    head_time: Duration,
+) -> Option<Upgrade> {
     let stream = &mut *stream;
     let context = &*shared.context;
     let metrics = &context.metrics;
-    let head = match http::read_head(stream, context.config.handshake_timeout, metrics) {
+    let head = match http::read_head(stream, head_time, metrics) {
         Ok(head) => head,
         Err(http::HeadError::Respond(error)) => {
             http::respond_error(stream, metrics, &error);

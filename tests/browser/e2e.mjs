@@ -44,9 +44,18 @@ const NEGOTIATED = deflate
   ? 'permessage-deflate; server_no_context_takeover; client_no_context_takeover'
   : '';
 
+// SOCKETBOX_TLS_CERT and SOCKETBOX_TLS_KEY: the servers this test starts
+// serve TLS (a binary built with the feature `tls`), and every page is
+// loaded over https:// (the test's own CA is not in Chromium's store, so
+// certificate errors are ignored, for this browser only).
+const tlsArgs = process.env.SOCKETBOX_TLS_CERT && process.env.SOCKETBOX_TLS_KEY
+  ? ['--tls-cert', process.env.SOCKETBOX_TLS_CERT, '--tls-key', process.env.SOCKETBOX_TLS_KEY]
+  : [];
+const scheme = tlsArgs.length ? 'https' : 'http';
+
 function startServer(listen, extraArgs = []) {
   const bin = path.resolve(process.env.SOCKETBOX_BIN);
-  const child = spawn(bin, ['--listen', listen, '--heartbeat', '1', ...extraArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(bin, ['--listen', listen, '--heartbeat', '1', ...tlsArgs, ...extraArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${bin} printed no "listening on" within 10 s`)); }, 10_000);
@@ -190,15 +199,16 @@ let alice, bob;
 
 before(async () => {
   if (!baseUrl) {
+    if (tlsArgs.length) console.log(`# serving over TLS: ${process.env.SOCKETBOX_TLS_CERT}`);
     assert.ok(process.env.SOCKETBOX_BIN, 'set SOCKETBOX_URL (a running server) or SOCKETBOX_BIN (a server binary to start)');
     server = await startServer('127.0.0.1:0', deflate ? ['--deflate'] : []);
-    baseUrl = `http://${server.addr}`;
+    baseUrl = `${scheme}://${server.addr}`;
   }
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
+      '--disable-component-update', '--disable-sync', ...(tlsArgs.length ? ['--ignore-certificate-errors'] : [])],
     timeout: 20_000,
   });
 });
@@ -216,6 +226,9 @@ test('demo: alice and bob log in, see each other counted, chat peer to peer and 
   await waitCount(bob.page, 2);
   assert.equal(await alice.page.evaluate(() => SocketBox.socket.protocol), 'socketbox.v1');
   assert.equal(await alice.page.evaluate(() => SocketBox.socket.extensions), NEGOTIATED);
+  if (tlsArgs.length) {
+    assert.match(await alice.page.evaluate(() => SocketBox.socket.url), /^wss:\/\//, 'the page over https speaks wss://');
+  }
 
   await sendPeer(alice.page, 'bob', 'hello bob');
   await waitLine(bob.page, 'peer', 'alice', 'hello bob');
@@ -368,10 +381,47 @@ test("seed: the seed's unchanged SocketBox client chats with a demo page user", 
   await waitLine(alice.page, 'peer', 'seeduser', 'hello from seed');
   const text = await alice.page.locator('#messages li[data-kind="peer"][data-from="seeduser"] .text').last().textContent();
   assert.equal(text, fromSeed);
+
+  // The online list is opt-in: through its own unchanged sendData the seed
+  // asks for it, gets 20004 and then 20005 when someone arrives, and its
+  // sysInvake passes over both codes without error.
+  await seed.page.evaluate(() => SocketBox.sendData(true, '{"code":10004}'));
+  const systemCodes = () => seed.received.map((p) => JSON.parse(p)).filter((m) => m.code === 988).map((m) => m.extend.code);
+  await until(() => systemCodes().includes(20004), 'the online list (20004) on the seed page');
+  const dora = await demoUser('dora');
+  await until(() => seed.received.some((p) => {
+    const m = JSON.parse(p);
+    return m.code === 988 && m.extend.code === 20005 && m.extend.mess.joined.includes('dora');
+  }), 'dora joining (20005) on the seed page');
+  await sendPeer(alice.page, 'seeduser', 'still chatting');
+  await seed.page.waitForFunction(() => window.answered.some((b) => b.data.text === 'still chatting'), null, { timeout: WAIT_MS });
   assert.deepEqual(seed.errors, []);
 
+  await dora.page.context().close();
   await seed.page.context().close();
   await waitCount(alice.page, 2);
+});
+
+test("seed: a malformed id reaches the seed's unchanged client as 20002 false, then ERROR 40101 and Close 1008", { skip: seedSkip }, async () => {
+  const seed = await newPage('seed-rejected');
+  await seed.page.goto(`${baseUrl}/healthz`);
+  await seed.page.addScriptTag({ content: SEED_PRELUDE });
+  await seed.page.addScriptTag({ content: seedClientSource() });
+  const wsUrl = `${baseUrl.replace(/^http/, 'ws')}/ws`;
+  await seed.page.evaluate((url) => {
+    SocketBox.init('not a valid id!', url);
+    // The seed keeps its socket in an accidental global; listen beside its own handler.
+    socket.addEventListener('close', (e) => { window.closedWith = e.code; });
+  }, wsUrl);
+  // isAuth is undefined until the seed's sysInvake stores 20002's mess.
+  await seed.page.waitForFunction(() => window.isAuth === false, null, { timeout: WAIT_MS });
+  await seed.page.waitForFunction(() => window.closedWith !== undefined, null, { timeout: WAIT_MS });
+  assert.equal(await seed.page.evaluate(() => window.closedWith), 1008);
+  const received = seed.received.map((p) => JSON.parse(p));
+  assert.deepEqual(received.map((m) => m.extend && m.extend.code), [20002, 40101]);
+  assert.equal(received[0].extend.mess, false);
+  assert.deepEqual(seed.errors, []);
+  await seed.page.context().close();
 });
 
 test('socketbox.js answers the server PING (476) with {"code":10016}', { skip: !ownServer && 'needs SOCKETBOX_BIN (--heartbeat 1)' }, async () => {
@@ -416,7 +466,7 @@ test('demo pages reconnect by themselves after the server restarts', { skip: !ow
 
 test('--auth-secret: refused without a token with a hint, then in with a token from the field or the URL', { skip: !ownServer && 'needs SOCKETBOX_BIN' }, async () => {
   secure = await startServer('127.0.0.1:0', ['--auth-secret', SECRET]);
-  const secureUrl = `http://${secure.addr}`;
+  const secureUrl = `${scheme}://${secure.addr}`;
   const rec = await newPage('carol');
   const { page } = rec;
   await page.goto(`${secureUrl}/`);

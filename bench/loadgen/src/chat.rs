@@ -21,6 +21,7 @@ use mio::{Events, Interest, Poll, Token};
 use serde_json::{json, Value};
 
 use crate::hist::Histogram;
+use crate::procfs::{self, Sample};
 use crate::soak::Live;
 use crate::ws::{self, op, Incoming, Rng};
 
@@ -47,6 +48,8 @@ pub struct Session {
     rng: Rng,
     /// Its user id.
     pub user: String,
+    /// Which of the addresses it is connected to.
+    pub node: usize,
     authed: bool,
     last_seq: u64,
     alive: bool,
@@ -55,7 +58,10 @@ pub struct Session {
 
 impl Session {
     fn send_json(&mut self, value: &Value) {
-        let text = value.to_string();
+        self.send_text(&value.to_string());
+    }
+
+    fn send_text(&mut self, text: &str) {
         let key = ws::mask_key(&mut self.rng);
         ws::write_frame(&mut self.out, true, op::TEXT, &[text.as_bytes()], key);
     }
@@ -127,6 +133,15 @@ impl Opening {
     };
 }
 
+/// What the sessions of a crowd speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// The SocketBox protocol on `/ws`: AUTH first, JSON messages.
+    Chat,
+    /// Plain WebSocket text, relayed as is (a broadcast server).
+    Plain,
+}
+
 /// What one frame from the server is to a session.
 enum Frame {
     Text(Vec<u8>),
@@ -144,6 +159,40 @@ impl Crowd {
         count: usize,
         opening: Opening,
     ) -> io::Result<Crowd> {
+        Crowd::open(&[addr], path, prefix, count, opening, Flavour::Chat)
+    }
+
+    /// Like [`Crowd::connect`], session `i` on `addrs[i % addrs.len()]`
+    /// (several SocketBox nodes sharing a Redis).
+    pub fn connect_spread(
+        addrs: &[SocketAddr],
+        path: &str,
+        prefix: &str,
+        count: usize,
+        opening: Opening,
+    ) -> io::Result<Crowd> {
+        Crowd::open(addrs, path, prefix, count, opening, Flavour::Chat)
+    }
+
+    /// Connect `count` plain WebSocket connections (no AUTH, no protocol
+    /// on top), for servers that only relay what they get.
+    pub fn connect_plain(
+        addr: SocketAddr,
+        path: &str,
+        count: usize,
+        opening: Opening,
+    ) -> io::Result<Crowd> {
+        Crowd::open(&[addr], path, "plain", count, opening, Flavour::Plain)
+    }
+
+    fn open(
+        addrs: &[SocketAddr],
+        path: &str,
+        prefix: &str,
+        count: usize,
+        opening: Opening,
+        flavour: Flavour,
+    ) -> io::Result<Crowd> {
         let openers = 4.min(count.max(1));
         let started = Instant::now();
         let opened: Vec<Vec<(usize, StdStream, Vec<u8>)>> = std::thread::scope(|scope| {
@@ -159,17 +208,21 @@ impl Crowd {
                                 std::thread::sleep(due.saturating_duration_since(Instant::now()));
                             }
                             let user = format!("{prefix}{i}");
+                            let addr = addrs[i % addrs.len()];
                             match ws::connect(addr, path, &mut rng, opening.timeout) {
                                 Ok((mut stream, leftover)) => {
-                                    let auth = json!({"code": code::AUTH, "id": user}).to_string();
                                     let mut frame = Vec::new();
-                                    ws::write_frame(
-                                        &mut frame,
-                                        true,
-                                        op::TEXT,
-                                        &[auth.as_bytes()],
-                                        ws::mask_key(&mut rng),
-                                    );
+                                    if flavour == Flavour::Chat {
+                                        let auth =
+                                            json!({"code": code::AUTH, "id": user}).to_string();
+                                        ws::write_frame(
+                                            &mut frame,
+                                            true,
+                                            op::TEXT,
+                                            &[auth.as_bytes()],
+                                            ws::mask_key(&mut rng),
+                                        );
+                                    }
                                     if stream.write_all(&frame).is_ok()
                                         && stream.set_nonblocking(true).is_ok()
                                     {
@@ -216,7 +269,8 @@ impl Crowd {
                 out_pos: 0,
                 rng: Rng::new(0xabc0 + i as u64),
                 user: format!("{prefix}{i}"),
-                authed: false,
+                node: i % addrs.len(),
+                authed: flavour == Flavour::Plain,
                 last_seq: 0,
                 alive: true,
                 close_sent: false,
@@ -266,7 +320,7 @@ impl Crowd {
     /// The default handling of one server message: AUTH results, server
     /// pings, presence, errors, and `seq` of MESSAGEs. Returns the value
     /// when it is a MESSAGE for the caller to check further.
-    fn common(&mut self, index: usize, value: Option<Value>) -> Option<Value> {
+    pub fn common(&mut self, index: usize, value: Option<Value>) -> Option<Value> {
         let Some(value) = value else {
             self.errors.bad += 1;
             self.complain("a text message that is not JSON");
@@ -424,16 +478,7 @@ impl Crowd {
         mut handler: impl FnMut(&mut Crowd, usize, Instant, &[u8]),
     ) -> u64 {
         for index in 0..self.sessions.len() {
-            let session = &mut self.sessions[index];
-            if !session.alive {
-                continue;
-            }
-            session.close_sent = true;
-            let close = ws::close_frame(&mut session.rng);
-            session.out.extend_from_slice(&close);
-            if !session.flush() {
-                self.fail_session(index);
-            }
+            self.begin_close(index);
         }
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline && self.sessions.iter().any(|s| s.alive) {
@@ -447,6 +492,38 @@ impl Crowd {
             }
         }
         unanswered
+    }
+
+    /// Queue `value` on session `index` and send what its socket takes.
+    pub fn send_to(&mut self, index: usize, value: &Value) {
+        let session = &mut self.sessions[index];
+        if !session.alive {
+            return;
+        }
+        session.send_json(value);
+        if !session.flush() {
+            self.fail_session(index);
+        }
+    }
+
+    /// Start the closing handshake on session `index` (a logout); the
+    /// server's Close, read by [`Crowd::pump`], ends it.
+    pub fn begin_close(&mut self, index: usize) {
+        let session = &mut self.sessions[index];
+        if !session.alive || session.close_sent {
+            return;
+        }
+        session.close_sent = true;
+        let close = ws::close_frame(&mut session.rng);
+        session.out.extend_from_slice(&close);
+        if !session.flush() {
+            self.fail_session(index);
+        }
+    }
+
+    /// Sessions still open.
+    pub fn alive(&self) -> usize {
+        self.sessions.iter().filter(|s| s.alive).count()
     }
 
     /// Send Close on every session and let them go.
@@ -470,30 +547,59 @@ pub struct FanoutOutcome {
     pub errors: Errors,
     /// Sessions that received (the broadcaster excluded).
     pub receivers: usize,
+    /// The server and the system before connecting and once every session
+    /// is connected (and, for the chat, authenticated) and quiet.
+    pub memory: Option<(Sample, Sample)>,
+}
+
+/// What a fan-out run asks for.
+#[derive(Debug, Clone)]
+pub struct FanoutOptions {
+    /// The server, or the nodes to spread the sessions over.
+    pub addrs: Vec<SocketAddr>,
+    /// The endpoint: `/ws` for the chat, whatever a broadcast server serves.
+    pub path: String,
+    /// The chat's BROADCAST, or a plain text a broadcast server relays.
+    pub flavour: Flavour,
+    /// Id prefix (chat).
+    pub prefix: String,
+    /// Sessions besides the sender.
+    pub receivers: usize,
+    /// Broadcasts sent, one at a time.
+    pub rounds: usize,
+    /// The server's process, for the memory readings (0: none).
+    pub pid: u32,
 }
 
 /// Broadcast from session 0 to `receivers` sessions, `rounds` times.
-pub fn fanout(
-    addr: SocketAddr,
-    prefix: &str,
-    receivers: usize,
-    rounds: usize,
-) -> io::Result<FanoutOutcome> {
-    let mut crowd = Crowd::connect(addr, "/ws", prefix, receivers + 1, Opening::FAST)?;
+/// With several `addrs` (chat only), the sessions are spread over them.
+pub fn fanout(o: &FanoutOptions) -> io::Result<FanoutOutcome> {
+    let before = (o.pid != 0).then(|| procfs::sample(o.pid));
+    let count = o.receivers + 1;
+    let mut crowd = match o.flavour {
+        Flavour::Chat => Crowd::connect_spread(&o.addrs, &o.path, &o.prefix, count, Opening::FAST)?,
+        Flavour::Plain => Crowd::connect_plain(o.addrs[0], &o.path, count, Opening::FAST)?,
+    };
     crowd.settle(Duration::from_millis(1500), Duration::from_secs(30));
     let mut outcome = FanoutOutcome {
         receivers: crowd.sessions.len().saturating_sub(1),
+        memory: before.map(|before| (before, procfs::sample(o.pid))),
         ..FanoutOutcome::default()
     };
     let count = crowd.sessions.len();
-    for round in 0..rounds {
+    let prefix = &o.prefix;
+    for round in 0..o.rounds {
         let token = format!("fanout-{prefix}-{round}");
         let mut got: Vec<Option<Instant>> = vec![None; count];
         let mut stored: Vec<(usize, Vec<u8>)> = Vec::with_capacity(count);
         let mut pending = count - 1;
-        let broadcast = json!({"code": code::BROADCAST, "data": token});
         let t0 = Instant::now();
-        crowd.sessions[0].send_json(&broadcast);
+        match o.flavour {
+            Flavour::Chat => {
+                crowd.sessions[0].send_json(&json!({"code": code::BROADCAST, "data": token}))
+            }
+            Flavour::Plain => crowd.sessions[0].send_text(&token),
+        }
         if !crowd.sessions[0].flush() {
             crowd.errors.sessions += 1;
             break;
@@ -508,6 +614,16 @@ pub fn fanout(
                 }
                 stored.push((i, payload.to_vec()));
             });
+        }
+        if o.flavour == Flavour::Plain {
+            for (i, payload) in stored {
+                if i == 0 || payload != token.as_bytes() {
+                    crowd.errors.bad += 1;
+                    let what = format!("wrong relay to {i}: {}", String::from_utf8_lossy(&payload));
+                    crowd.complain(&what);
+                }
+            }
+            stored = Vec::new();
         }
         let from = crowd.sessions[0].user.clone();
         for (i, payload) in stored {
@@ -556,16 +672,17 @@ pub struct PeersOutcome {
 }
 
 /// `users` sessions; each starts `depth` PEER messages to random others and
-/// sends a new one for each it receives.
+/// sends a new one for each it receives. With several `addrs` the sessions
+/// are spread over them and every message goes to a session on another.
 pub fn peers(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     prefix: &str,
     users: usize,
     depth: usize,
     warmup: Duration,
     duration: Duration,
 ) -> io::Result<PeersOutcome> {
-    let mut crowd = Crowd::connect(addr, "/ws", prefix, users, Opening::FAST)?;
+    let mut crowd = Crowd::connect_spread(addrs, "/ws", prefix, users, Opening::FAST)?;
     crowd.settle(Duration::from_millis(1500), Duration::from_secs(30));
     let mut outcome = PeersOutcome::default();
     let base = Instant::now();
@@ -575,10 +692,15 @@ pub fn peers(
         return Ok(outcome);
     }
     let mut rng = Rng::new(99);
+    let spread = crowd.sessions.iter().any(|s| s.node != 0);
     let send_one = |crowd: &mut Crowd, from: usize, rng: &mut Rng, sent: &mut u64| {
         let mut to = rng.below(count as u64 - 1) as usize;
         if to >= from {
             to += 1;
+        }
+        // Across nodes, when there are several.
+        while spread && crowd.sessions[to].node == crowd.sessions[from].node {
+            to = rng.below(count as u64) as usize;
         }
         let message = json!({"code": code::PEER, "data": {
             "to": crowd.sessions[to].user, "t": base.elapsed().as_nanos() as u64, "f": from}});
@@ -851,4 +973,87 @@ mod tests {
         assert_ne!(a, soak_text(1, 2, 4, 64));
         assert_ne!(a, soak_text(2, 1, 3, 64));
     }
+}
+
+/// Result of an idle-sessions run.
+#[derive(Debug, Default)]
+pub struct IdleOutcome {
+    /// Before opening.
+    pub before: crate::procfs::Sample,
+    /// After every session authenticated and the online counts settled.
+    pub open: crate::procfs::Sample,
+    /// After every session answered one PING 10015.
+    pub checked: crate::procfs::Sample,
+    /// Sessions authenticated.
+    pub authed: usize,
+    /// Sessions that answered PING 10015 with PONG 732.
+    pub alive: usize,
+    /// Errors.
+    pub errors: Errors,
+    /// Seconds spent opening and authenticating.
+    pub open_secs: f64,
+}
+
+/// `sessions` authenticated `/ws` sessions that sit idle; the server
+/// process `pid` is read before, once they are authenticated and quiet,
+/// and after each has been proved alive (PING 10015 answered by PONG 732).
+pub fn idle(addr: SocketAddr, sessions: usize, pid: u32, settle: Duration) -> IdleOutcome {
+    const CLIENT_PING: i64 = 10015;
+    const PONG: i64 = 732;
+    let mut outcome = IdleOutcome {
+        before: crate::procfs::sample(pid),
+        ..IdleOutcome::default()
+    };
+    let started = Instant::now();
+    let mut crowd = match Crowd::connect(addr, "/ws", "idle", sessions, Opening::FAST) {
+        Ok(crowd) => crowd,
+        Err(e) => {
+            eprintln!("loadgen chat-idle: {e}");
+            outcome.errors.sessions = sessions as u64;
+            return outcome;
+        }
+    };
+    crowd.settle(Duration::from_secs(2), Duration::from_secs(60));
+    outcome.open_secs = started.elapsed().as_secs_f64();
+    outcome.authed = crowd.authed();
+    std::thread::sleep(settle);
+    outcome.open = crate::procfs::sample(pid);
+    let mut ponged = vec![false; crowd.sessions.len()];
+    for index in 0..crowd.sessions.len() {
+        let session = &mut crowd.sessions[index];
+        if session.alive {
+            session.send_json(&json!({"code": CLIENT_PING}));
+            if !session.flush() {
+                crowd.fail_session(index);
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut alive = 0;
+    while Instant::now() < deadline && alive < outcome.authed {
+        crowd.pump(Duration::from_millis(50), |crowd, i, _, payload| {
+            let value = parse(payload);
+            if value.as_ref().and_then(|v| v["code"].as_i64()) == Some(PONG) {
+                if !std::mem::replace(&mut ponged[i], true) {
+                    alive += 1;
+                }
+            } else if crowd.common(i, value).is_some() {
+                crowd.errors.bad += 1;
+                crowd.complain("a MESSAGE nobody sent");
+            }
+        });
+        // Sessions whose PING did not fit the socket at once.
+        for session in crowd.sessions.iter_mut().filter(|s| s.alive) {
+            let _ = session.flush();
+        }
+    }
+    outcome.alive = alive;
+    std::thread::sleep(settle);
+    outcome.checked = crate::procfs::sample(pid);
+    outcome.errors.lost += (outcome.authed - alive) as u64;
+    outcome.errors.sessions += (sessions - outcome.authed) as u64;
+    let errors = std::mem::take(&mut crowd.errors);
+    outcome.errors.bad += errors.bad;
+    crowd.close();
+    outcome
 }

@@ -15,6 +15,7 @@ mod idle;
 mod procfs;
 mod report;
 mod soak;
+mod storm;
 mod stress;
 mod ws;
 
@@ -31,9 +32,11 @@ bad usage, 3 when a soak passed --max-time.
 
   loadgen echo      --addr A [--path /echo] --conns N --size BYTES --inflight K --duration S --warmup S [--threads T] [--text]
   loadgen idle      --addr A [--path /echo] --conns N --pid PID [--settle S] [--hold S]
+  loadgen chat-idle --addr A --sessions N --pid PID [--settle S]   # SocketBox /ws only
   loadgen handshake --addr A [--path /echo] --clients C --duration S --warmup S
-  loadgen fanout    --addr A --sessions N --rounds R
-  loadgen peers     --addr A --users N --depth K --duration S --warmup S
+  loadgen fanout    --addr A [--addr2 B] --sessions N --rounds R [--pid PID] [--flavour chat|broadcast] [--path P]
+  loadgen peers     --addr A [--addr2 B] --users N --depth K --duration S --warmup S
+  loadgen storm     --addr A --pid PID [--subscribers N] [--subscribe 1|0] [--users M] [--storm-secs S] [--presence-interval-ms MS]
   loadgen stress    --addr A [--secret S] [--admin T] [--only PREFIX] [--pid PID --stack-kib K]
   loadgen soak echo --addr A [--conns N] [--rate R] [--size BYTES] [--duration S] [--text] [SOAK FLAGS]
   loadgen soak chat --addr A [--users N] [--rate R] [--size CHARS] [--duration S] [--id-prefix T] [SOAK FLAGS]
@@ -115,6 +118,21 @@ impl Args {
             return Err(format!("--addr {addr}: not a loopback address"));
         }
         Ok(addr)
+    }
+
+    /// `--addr`, and `--addr2` when given (a second SocketBox node).
+    fn addrs(&self) -> Result<Vec<SocketAddr>, String> {
+        let mut addrs = vec![self.addr()?];
+        if let Some(text) = self.flags.get("addr2") {
+            let addr: SocketAddr = text
+                .parse()
+                .map_err(|_| format!("--addr2: cannot use {text:?}"))?;
+            if !addr.ip().is_loopback() {
+                return Err(format!("--addr2 {addr}: not a loopback address"));
+            }
+            addrs.push(addr);
+        }
+        Ok(addrs)
     }
 
     fn label(&self) -> String {
@@ -216,6 +234,44 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
             );
             Ok(o.errors == 0)
         }
+        "chat-idle" => {
+            let sessions: usize = args.num("sessions", 1000)?;
+            let pid: u32 = args.num("pid", 0)?;
+            let o = chat::idle(args.addr()?, sessions, pid, args.secs("settle", 2.0)?);
+            let n = o.authed.max(1) as f64;
+            let per = |after: u64, before: u64| (after as f64 - before as f64) / n;
+            let (b, c) = (&o.before, &o.checked);
+            let sys = ((b.mem_available_kib as f64 - c.mem_available_kib as f64)
+                - (c.self_rss_kib as f64 - b.self_rss_kib as f64))
+                / n;
+            let kernel = per(c.kernel_stack_kib, b.kernel_stack_kib)
+                + per(c.page_tables_kib, b.page_tables_kib)
+                + per(c.slab_unreclaim_kib, b.slab_unreclaim_kib);
+            println!(
+                "RESULT {label}test=chat-idle sessions={sessions} authed={} alive={} errors={} \
+                 rss_kib_before={} rss_kib_open={} rss_kib_checked={} rss_kib_per_session_open={:.2} \
+                 rss_kib_per_session={:.2} sys_kib_per_session={sys:.2} kernel_kib_per_session={kernel:.2} \
+                 kstack_kib_per_session={:.2} pagetables_kib_per_session={:.2} slab_kib_per_session={:.2} \
+                 threads_before={} threads_open={} threads_checked={} threads_per_session={:.3} open_secs={:.2}",
+                o.authed,
+                o.alive,
+                o.errors.total(),
+                b.rss_kib,
+                o.open.rss_kib,
+                c.rss_kib,
+                per(o.open.rss_kib, b.rss_kib),
+                per(c.rss_kib, b.rss_kib),
+                per(c.kernel_stack_kib, b.kernel_stack_kib),
+                per(c.page_tables_kib, b.page_tables_kib),
+                per(c.slab_unreclaim_kib, b.slab_unreclaim_kib),
+                b.threads,
+                o.open.threads,
+                c.threads,
+                per(c.threads, b.threads),
+                o.open_secs
+            );
+            Ok(o.errors.total() == 0)
+        }
         "handshake" => {
             let opts = handshakes::Options {
                 addr: args.addr()?,
@@ -238,16 +294,44 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
         }
         "fanout" => {
             let sessions: usize = args.num("sessions", 1000)?;
-            let rounds: usize = args.num("rounds", 5)?;
-            let prefix = format!("f{}x{}-u", std::process::id(), sessions);
-            let o =
-                chat::fanout(args.addr()?, &prefix, sessions, rounds).map_err(|e| e.to_string())?;
+            let flavour = match args.str("flavour", "chat").as_str() {
+                "chat" => chat::Flavour::Chat,
+                "broadcast" => chat::Flavour::Plain,
+                other => return Err(format!("--flavour: {other:?} is neither chat nor broadcast")),
+            };
+            let opts = chat::FanoutOptions {
+                addrs: args.addrs()?,
+                path: args.str("path", if flavour == chat::Flavour::Chat { "/ws" } else { "/" }),
+                flavour,
+                prefix: format!("f{}x{}-u", std::process::id(), sessions),
+                receivers: sessions,
+                rounds: args.num("rounds", 5)?,
+                pid: args.num("pid", 0)?,
+            };
+            let o = chat::fanout(&opts).map_err(|e| e.to_string())?;
             let mut last: Vec<u64> = o.last.clone();
             last.sort_unstable();
             let ms = |n: u64| n as f64 / 1e6;
+            let memory = match o.memory {
+                Some((b, e)) => {
+                    let n = (o.receivers + 1) as f64;
+                    let per = |after: u64, before: u64| (after as f64 - before as f64) / n;
+                    let kernel = per(e.kernel_stack_kib, b.kernel_stack_kib)
+                        + per(e.page_tables_kib, b.page_tables_kib)
+                        + per(e.slab_unreclaim_kib, b.slab_unreclaim_kib);
+                    format!(
+                        " rss_kib_per_session={:.2} kernel_kib_per_session={:.2} threads={}",
+                        per(e.rss_kib, b.rss_kib),
+                        kernel,
+                        e.threads
+                    )
+                }
+                None => String::new(),
+            };
             println!(
-                "RESULT {label}test=fanout sessions={sessions} receivers={} rounds={} last_ms_med={:.2} last_ms_min={:.2} last_ms_max={:.2} \
-                 p50_ms={:.2} errors={} session_errors={} bad={} lost={} last_ms_all={}",
+                "RESULT {label}test=fanout flavour={} sessions={sessions} receivers={} rounds={} last_ms_med={:.2} last_ms_min={:.2} last_ms_max={:.2} \
+                 p50_ms={:.2} errors={} session_errors={} bad={} lost={}{memory} last_ms_all={}",
+                args.str("flavour", "chat"),
                 o.receivers,
                 last.len(),
                 ms(last.get(last.len() / 2).copied().unwrap_or(0)),
@@ -268,7 +352,7 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
             let duration = args.secs("duration", 3.0)?;
             let prefix = format!("p{}x{}-u", std::process::id(), users);
             let o = chat::peers(
-                args.addr()?,
+                &args.addrs()?,
                 &prefix,
                 users,
                 depth,
@@ -289,6 +373,42 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
                 o.errors.lost
             );
             Ok(o.errors.total() == 0)
+        }
+        "storm" => {
+            let opts = storm::Options {
+                addr: args.addr()?,
+                pid: args.num("pid", 0)?,
+                subscribers: args.num("subscribers", 1000)?,
+                subscribe: args.num::<u8>("subscribe", 1)? != 0,
+                users: args.num("users", 1000)?,
+                storm: args.secs("storm-secs", 1.0)?,
+                presence_interval: Duration::from_millis(args.num("presence-interval-ms", 1000)?),
+                prefix: format!("st{}-", std::process::id()),
+            };
+            if opts.pid == 0 {
+                return Err("storm: --pid is required (the server's CPU time is the point)".into());
+            }
+            let o = storm::run(&opts).map_err(|e| e.to_string())?;
+            let wave = |name: &str, w: &storm::Wave| {
+                format!(
+                    "{name}_secs={:.2} {name}_cpu_s={:.2} {name}_msgs_mean={:.2} {name}_msgs_max={} {name}_bytes_mean={:.0}",
+                    w.secs, w.cpu_secs, w.msgs_mean, w.msgs_max, w.bytes_mean
+                )
+            };
+            println!(
+                "RESULT {label}test=storm subscribers={} subscribe={} subscribed={} users={} {} {} wrong_lists={} errors={} session_errors={} bad={}",
+                opts.subscribers,
+                u8::from(opts.subscribe),
+                o.subscribed,
+                opts.users,
+                wave("login", &o.login),
+                wave("logout", &o.logout),
+                o.wrong_lists,
+                o.errors.total() + o.wrong_lists,
+                o.errors.sessions,
+                o.errors.bad
+            );
+            Ok(o.errors.total() + o.wrong_lists == 0 && (!opts.subscribe || o.subscribed == opts.subscribers))
         }
         "stress" => {
             let secret = args.flags.get("secret").cloned();
@@ -350,7 +470,7 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
             soak::run(&opts, &label)
         }
         _ => Err(format!(
-            "unknown mode {mode:?} (echo, idle, handshake, fanout, peers, stress, stacks, soak echo, soak chat, report)"
+            "unknown mode {mode:?} (echo, idle, chat-idle, handshake, fanout, peers, storm, stress, stacks, soak echo, soak chat, report)"
         )),
     }
 }

@@ -153,3 +153,21 @@ pub fn stack_high_water(pid: u32, size_kib: u64) -> (u64, usize) {
     }
     (best, count)
 }
+
+/// CPU time process `pid` has used, user plus system, in seconds: fields 14
+/// and 15 of `/proc/PID/stat`, in clock ticks of 1/100 s (the `USER_HZ`
+/// Linux exports on every architecture this runs on).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces and parentheses: count fields after
+    // its closing parenthesis, where field 3 (the state) comes first.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}

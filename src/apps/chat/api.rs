@@ -13,7 +13,8 @@
 //!
 //! A push reaches every session of one user as MESSAGE type 30003 with
 //! `from` null; a broadcast reaches every authenticated session with `to`
-//! null too.
+//! null too. With several nodes both reach every node, and `delivered`
+//! counts the other nodes' sessions as they last announced them.
 
 use std::sync::Arc;
 
@@ -24,7 +25,7 @@ use crate::io::metrics::Metrics;
 
 use super::laxjson::{self, LaxJsonError, StackSafeValue};
 use super::message::{codes, MessageTemplate, UserId};
-use super::{unix_millis, Hub};
+use super::{unix_millis, Hub, Reach};
 
 /// Largest body `/api/*` accepts.
 pub const MAX_API_BODY: usize = 1024 * 1024;
@@ -186,7 +187,10 @@ pub fn push(hub: &Hub, body: &[u8], metrics: &Metrics) -> Result<String, ApiErro
         &data,
         unix_millis(),
     ));
-    let delivered = hub.deliver(&template, &hub.registry.sessions_of(&to), metrics);
+    let delivered = match hub.send_to_user(&to, &template, metrics) {
+        Reach::Delivered(n) => n,
+        Reach::NotOnline | Reach::Unreachable => 0,
+    };
     Ok(json!({ "delivered": delivered }).to_string())
 }
 
@@ -201,6 +205,6 @@ pub fn broadcast(hub: &Hub, body: &[u8], metrics: &Metrics) -> Result<String, Ap
         &data,
         unix_millis(),
     ));
-    let delivered = hub.deliver(&template, &hub.registry.all_sessions(), metrics);
+    let delivered = hub.send_to_everyone(None, &template, metrics);
     Ok(json!({ "delivered": delivered }).to_string())
 }

@@ -100,6 +100,8 @@ pub mod codes {
     pub const ERROR_TOO_LARGE: i64 = 41300;
     /// ERROR 42900: over `--rate-limit`; the message was dropped.
     pub const ERROR_RATE_LIMITED: i64 = 42900;
+    /// Not delivered: another node could not be reached (several nodes).
+    pub const ERROR_NODE_UNREACHABLE: i64 = 50300;
 
     /// WebSocket close 4000 (in RFC 6455 7.4.2's 4000-4999, "reserved for
     /// private use"): no sign of life for two heartbeat intervals plus grace.
@@ -456,6 +458,16 @@ impl MessageTemplate {
             std::borrow::Cow::Borrowed(bytes)
         } else {
             std::borrow::Cow::Owned(compress_segment(window_bits, self.prefix(), false))
+        }
+    }
+
+    /// A template from the [`Self::prefix`] another node rendered.
+    #[cfg(feature = "redis")]
+    pub fn from_prefix(prefix: String) -> Self {
+        MessageTemplate {
+            prefix,
+            #[cfg(feature = "deflate")]
+            deflated_prefix: std::sync::OnceLock::new(),
         }
     }
 

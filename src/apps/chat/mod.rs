@@ -9,24 +9,29 @@
 //! | [`token`] | HMAC-SHA1 (RFC 2104) and the `EXP.HEX` AUTH tokens |
 //! | `registry` | the mutex-guarded map from user id to sessions |
 //! | `online` | the online list's net changes per presence window (10004, 20004, 20005) |
-//! | `outbox` | each session's bounded outbound queue and writer thread |
+//! | `outbox` | each session's connection and bounded outbound queue, written through or drained by a borrowed thread |
+//! | `timer` | the one thread that runs every session's heartbeats, online counts and deadlines |
 //! | `step` | what one request does, as data: replies, deliveries, bind, close |
 //! | `session` | one `/ws` connection's reader: frames in, the step's actions carried out |
 //! | `api` | `/api/online`, `/api/push`, `/api/broadcast` |
+//! | `nodes` | several nodes over Redis (`--redis`, the `redis` feature) |
 //!
 //! [`Hub`] ties them together: it is the chat state the server shares
 //! between all connection threads. [`Chat`] is the WebSocket application
 //! the server mounts on `/ws`; [`Chat::mount`] creates the hub and starts
-//! its presence thread.
+//! its presence and timer threads.
 
 pub(crate) mod api;
 pub mod laxjson;
 pub mod message;
+#[cfg(feature = "redis")]
+pub(crate) mod nodes;
 pub(crate) mod online;
 pub(crate) mod outbox;
 pub(crate) mod registry;
 pub(crate) mod session;
 pub(crate) mod step;
+pub(crate) mod timer;
 pub mod token;
 
 use std::collections::HashMap;
@@ -38,10 +43,10 @@ use crate::io::app::Context;
 use crate::io::app::{Upgraded, WebSocketHandler};
 use crate::io::metrics::Metrics;
 
-use message::MessageTemplate;
+use message::{MessageTemplate, UserId};
 use online::Due;
 use outbox::Enqueued;
-use registry::{Registry, Session, SubscribeRefusal};
+use registry::{NodeName, Registry, Session, SubscribeRefusal};
 
 /// The subprotocol `/ws` selects when the client offers it.
 pub const CHAT_SUBPROTOCOL: &str = "socketbox.v1";
@@ -53,10 +58,23 @@ pub struct Chat {
 }
 
 impl Chat {
-    /// A new chat: its hub, and the presence thread that serves it every
-    /// `--presence-interval`.
+    /// A new chat: its hub, the presence thread that serves it every
+    /// `--presence-interval`, and the timer thread of every session.
     pub fn mount(context: &Arc<Context>) -> std::io::Result<Chat> {
         let hub = Arc::new(Hub::default());
+        let timer = Arc::clone(&hub);
+        let timer_context = Arc::clone(context);
+        std::thread::Builder::new()
+            .name("chat-timer".into())
+            .spawn(move || {
+                timer
+                    .timers
+                    .run(timer_context.config.heartbeat, &timer_context.metrics)
+            })?;
+        #[cfg(feature = "redis")]
+        if let Some(url) = &context.config.redis {
+            nodes::join(&hub, context, url)?;
+        }
         let presence = Arc::clone(&hub);
         let context = Arc::clone(context);
         std::thread::Builder::new()
@@ -76,6 +94,47 @@ impl Chat {
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
     }
+}
+
+/// Whether `url` is a `--redis` value the server can use: `Err` says why
+/// not (also when this build has no `redis` feature).
+pub fn check_redis_url(url: &str) -> Result<(), &'static str> {
+    #[cfg(feature = "redis")]
+    return nodes::check_url(url);
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = url;
+        Err("this socketbox was built without the `redis` cargo feature")
+    }
+}
+
+/// The other nodes, as the hub reaches them (`nodes`, with `--redis`).
+/// Every method only queues or reads flags: none waits on Redis, so no
+/// sender ever waits on another node's health.
+pub trait Nodes: Send + Sync + std::fmt::Debug {
+    /// Whether messages can reach the other nodes now.
+    fn reachable(&self) -> bool;
+    /// Queue `template` for `user`'s sessions on each of `nodes`; false
+    /// when it could not be queued.
+    fn send_to_user(&self, nodes: &[NodeName], user: &UserId, template: &MessageTemplate) -> bool;
+    /// Queue `template` for every session on every other node.
+    fn send_to_all(&self, template: &MessageTemplate) -> bool;
+    /// `Err(reason)` while the other nodes cannot be reached.
+    fn health(&self) -> Result<(), String>;
+    /// Append this link's metrics in the Prometheus text format.
+    fn render_metrics(&self, out: &mut String);
+}
+
+/// What became of a message to one user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Queued to this many sessions, on this node and others.
+    Delivered(usize),
+    /// Online on no node: ERROR 40400.
+    NotOnline,
+    /// Not delivered: it needed another node, which cannot be reached
+    /// now: ERROR 50300.
+    Unreachable,
 }
 
 impl WebSocketHandler for Chat {
@@ -132,6 +191,12 @@ pub struct Hub {
     online_list_turn: Mutex<()>,
     /// Fan-out helper threads running now.
     fan_out_helpers: AtomicUsize,
+    /// Every session's heartbeats, online counts and deadlines.
+    pub(crate) timers: timer::Timers,
+    /// Threads lent to sessions whose socket did not take all their bytes.
+    drainers: OnceLock<Arc<outbox::Drainers>>,
+    /// The other nodes, with `--redis`.
+    nodes: OnceLock<Arc<dyn Nodes>>,
 }
 
 /// Milliseconds since the Unix epoch, for MESSAGE `time`.
@@ -148,11 +213,16 @@ impl Hub {
         self.next_session_id.fetch_add(1, Relaxed) + 1
     }
 
+    /// The drain threads, with `stack` bytes of stack each.
+    pub(crate) fn drainers(&self, stack: usize) -> Arc<outbox::Drainers> {
+        Arc::clone(self.drainers.get_or_init(|| outbox::drainers(stack)))
+    }
+
     /// Queue `template` to each of `sessions`; returns how many took it.
     /// A session whose queue overflows is dropped from the registry at once.
     ///
-    /// Most recipients' writers sleep, so the sending thread writes the
-    /// message through to their sockets itself (`outbox`); a large
+    /// Most recipients have nothing queued, so the sending thread writes
+    /// the message through to their sockets itself (`outbox`); a large
     /// fan-out is shared with one helper thread per further core, so that
     /// all cores write.
     pub fn deliver(
@@ -229,6 +299,80 @@ impl Hub {
         delivered
     }
 
+    /// The other nodes from now on (set once, at start-up).
+    pub fn set_nodes(&self, nodes: Arc<dyn Nodes>) {
+        let _ = self.nodes.set(nodes);
+    }
+
+    /// `Err(reason)` while this node cannot reach the others: `/healthz`.
+    pub fn health(&self) -> Result<(), String> {
+        self.nodes.get().map_or(Ok(()), |nodes| nodes.health())
+    }
+
+    /// The chat's own metrics lines (the link to the other nodes).
+    pub fn render_metrics(&self, out: &mut String) {
+        if let Some(nodes) = self.nodes.get() {
+            nodes.render_metrics(out);
+        }
+    }
+
+    /// Queue `template` to every session of `to`, on this node and on the
+    /// others. A user whose sessions are all here costs no Redis message.
+    /// While the other nodes cannot be reached, what this node can deliver
+    /// is delivered; a message that reached no session is
+    /// [`Reach::Unreachable`] rather than `NotOnline`, since it may have
+    /// been online on another node.
+    pub fn send_to_user(
+        &self,
+        to: &UserId,
+        template: &Arc<MessageTemplate>,
+        metrics: &Metrics,
+    ) -> Reach {
+        let (local, remote) = self.registry.route(to);
+        let mut delivered = self.deliver(template, &local, metrics);
+        let mut missed = false;
+        if let Some(nodes) = self.nodes.get() {
+            if !nodes.reachable() {
+                missed = true;
+            } else if !remote.is_empty() {
+                let names: Vec<NodeName> = remote.iter().map(|(n, _)| Arc::clone(n)).collect();
+                if nodes.send_to_user(&names, to, template) {
+                    delivered += remote.iter().map(|(_, n)| *n as usize).sum::<usize>();
+                } else {
+                    missed = true;
+                }
+            }
+        }
+        match (delivered, missed) {
+            (0, true) => Reach::Unreachable,
+            (0, false) => Reach::NotOnline,
+            (n, _) => Reach::Delivered(n),
+        }
+    }
+
+    /// Queue `template` to every authenticated session on every node but
+    /// `except` (the sender's session); returns how many took it. The
+    /// other nodes are sent it only when they have sessions; while they
+    /// cannot be reached, only this node's sessions get it.
+    pub fn send_to_everyone(
+        &self,
+        except: Option<u64>,
+        template: &Arc<MessageTemplate>,
+        metrics: &Metrics,
+    ) -> usize {
+        let (mut local, remote) = self.registry.everyone();
+        if let Some(except) = except {
+            local.retain(|s| s.id != except);
+        }
+        let mut delivered = self.deliver(template, &local, metrics);
+        if let Some(nodes) = self.nodes.get() {
+            if remote > 0 && nodes.reachable() && nodes.send_to_all(template) {
+                delivered += usize::try_from(remote).unwrap_or(usize::MAX);
+            }
+        }
+        delivered
+    }
+
     /// Take `session` out of the registry (idempotent).
     pub fn leave(&self, session: &Session, metrics: &Metrics) {
         if self.registry.remove(session) {
@@ -254,8 +398,8 @@ impl Hub {
 
     /// The presence thread's body. It offers the current count to every
     /// session at most once per `interval`; each session's outbox then sends
-    /// it no more than once per `interval` of its own, the latest value
-    /// winning (PROTOCOL.md: "coalesced per session"). So N logins cost
+    /// it no more than once per `interval` of its own (at once, or from the
+    /// timer when its window ends), the latest value winning (PROTOCOL.md: "coalesced per session"). So N logins cost
     /// O(N) sweeps' worth of work per interval, not a message per login per
     /// session.
     ///
@@ -279,8 +423,14 @@ impl Hub {
             // One snapshot: a session logging in now is either in it with
             // itself counted, or not in it (its AUTH tells it the count).
             let (count, sessions) = self.registry.count_and_sessions();
+            let mut due: Option<std::time::Instant> = None;
             for session in sessions {
-                session.outbox.offer_presence(count as u64);
+                if let Some(at) = session.outbox.offer_presence(count as u64, metrics) {
+                    due = Some(due.map_or(at, |due| due.min(at)));
+                }
+            }
+            if let Some(at) = due {
+                self.timers.wake_by(at);
             }
             self.send_online_changes(list_max, metrics);
             std::thread::sleep(interval);

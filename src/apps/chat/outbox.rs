@@ -1,58 +1,76 @@
-//! A session's outbound queue and the thread that drains it to the socket
-//! (PROTOCOL.md "Heartbeat and closing": slow consumers, and the order and
-//! `seq` of MESSAGEs; no RFC beyond 6455's framing).
+//! A session's output: its protocol connection (every Close the server
+//! sends goes through it) and its bounded outbound queue (PROTOCOL.md
+//! "Heartbeat and closing": slow consumers, and the order and `seq` of
+//! MESSAGEs; no RFC beyond 6455's framing and closing, 7.1.2).
 //!
-//! Other threads (senders, the presence thread, the admin API) only append
-//! to the queue, under a mutex held for a few instructions; the session's
-//! writer thread does the blocking writes, so a slow consumer never blocks
-//! a sender. The queue is bounded by `--max-queue` bytes: past it the
-//! session is dropped, its queue replaced by a Close 1008, and its TCP
-//! connection shut down within [`SLOW_CONSUMER_GRACE`]. A MESSAGE for many
-//! recipients is one shared [`MessageTemplate`] plus each recipient's
-//! `seq`, assigned under the queue's lock in queue order. When the writer
-//! sleeps with nothing queued, the sender writes a MESSAGE through to the
-//! socket itself without blocking; the rest of a frame cut short that way
-//! goes out before anything else, or the stream would be corrupt. Why it
-//! is built this way, with the measurements: `docs/architecture.md`, "The
-//! `/ws` outbox".
+//! Whatever produces a frame for the session (its reader, a sender, the
+//! presence thread, the admin API, the timer, the shutdown) writes it
+//! through to the socket at once, without blocking, when nothing is queued
+//! ahead of it. What the socket does not take is queued, and only then a
+//! drain job, run by a thread borrowed from the chat's thread cache,
+//! writes the queue out and returns the thread when the queue is empty. So
+//! a healthy session holds one thread, its reader, and a slow consumer
+//! never blocks a sender. The queue is bounded by `--max-queue` bytes:
+//! past it the session is dropped, its queue emptied (but for the rest of
+//! a frame already begun on the wire) and a Close 1008 sent through its
+//! connection; the timer cuts its TCP connection [`SLOW_CONSUMER_GRACE`]
+//! after the drop whatever the client does. A MESSAGE for many recipients
+//! is one shared [`MessageTemplate`] plus each recipient's `seq`, assigned
+//! under the queue's lock in queue order. The periodic work (heartbeat
+//! PINGs, online counts, the AUTH and silence deadlines, the end of a
+//! closing handshake) is [`Outbox::tick`], which the chat's one timer
+//! thread runs for every session. Why it is built this way:
+//! `docs/architecture.md`, "The `/ws` outbox".
+//!
+//! Lock order: the connection, then the queue. A thread holding a queue's
+//! lock never takes a connection's; a reader holds only its own connection.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
-use std::net::{Shutdown, TcpStream};
+use std::io;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
+use crate::io::app::Context as ServerContext;
 use crate::io::metrics::Metrics;
-use crate::io::transport;
-use crate::protocol::close::close_payload;
+use crate::io::socket::Socket;
+use crate::io::threads::{ThreadCache, ThreadCount};
+use crate::io::transport::{self, CLOSE_TIMEOUT};
 use crate::protocol::frame::{write_frame, FrameHeader, OpCode, MAX_HEADER_LEN};
-use crate::protocol::CloseCode;
+use crate::protocol::{CloseCode, Config, Connection, State};
 
-use super::message::{self, MessageTemplate};
+use super::message::{self, codes, MessageTemplate};
+use super::registry::Session;
 
 /// Time between a slow consumer's drop and the forced end of its TCP
 /// connection (PROTOCOL.md: "closed within 10 s whatever the client does").
 pub const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(6);
 
-/// Longest a single socket write may block; the writer re-checks its state
-/// between attempts.
+/// Longest a single socket write of a drain job may block; it re-checks the
+/// session's deadlines between attempts.
 const WRITE_STEP: Duration = Duration::from_secs(2);
+
+/// The threads that drain queues, lent for as long as a queue has bytes.
+pub(crate) type Drainers = ThreadCache<Arc<Session>>;
+
+/// A cache of drain threads with `stack` bytes of stack each.
+pub(crate) fn drainers(stack: usize) -> Arc<Drainers> {
+    ThreadCache::new(stack, |session: Arc<Session>| session.outbox.drain())
+}
 
 /// One thing to send.
 #[derive(Debug)]
 enum Item {
-    /// Complete frame bytes of this session's own: control frames, or the
-    /// output of its protocol connection.
+    /// Output of the session's protocol connection: pongs, Close frames.
     Frame(Vec<u8>),
     /// One complete text frame of this session's own: a reply, an online
     /// count, a heartbeat PING. Counted in `socketbox_messages_out_total`.
     Text(Vec<u8>),
     /// A MESSAGE (1756) shared with other recipients, with this session's seq.
     Message(Arc<MessageTemplate>, u64),
-    /// The rest of a frame whose beginning a sender wrote through: it must
-    /// follow on the wire before anything else, even a slow consumer's
-    /// Close, or the client would read the next frame as payload.
+    /// The rest of a frame whose beginning went out: it must follow on the
+    /// wire before anything else, even a slow consumer's Close, or the
+    /// client would read the next frame as payload.
     Rest(Vec<u8>),
 }
 
@@ -63,20 +81,22 @@ impl Item {
             Item::Message(template, _) => template.len_without_seq() + 30,
         }
     }
-}
 
-/// Where the session's output stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Sending whatever is queued.
-    Open,
-    /// A Close frame is queued: nothing more is accepted; the writer sends
-    /// what is queued and waits for [`Outbox::finish`].
-    Closing,
-    /// Dropped as a slow consumer at this instant.
-    Dropped(Instant),
-    /// The reader is done: flush and exit.
-    Finished,
+    fn is_message(&self) -> bool {
+        matches!(self, Item::Text(_) | Item::Message(..))
+    }
+
+    /// Run `f` on the item's bytes, in order (a MESSAGE compressed when
+    /// `deflate` is given, see [`message_frame_parts`]).
+    fn with_parts<R>(&self, deflate: Option<&MessageDeflate>, f: impl FnOnce(&[&[u8]]) -> R) -> R {
+        match self {
+            Item::Frame(bytes) | Item::Text(bytes) | Item::Rest(bytes) => f(&[bytes]),
+            Item::Message(template, seq) => {
+                let (header, middle, seq_and_tail) = message_frame_parts(template, *seq, deflate);
+                f(&[&header, &middle, &seq_and_tail])
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -84,38 +104,70 @@ struct Queue {
     items: VecDeque<Item>,
     bytes: usize,
     next_seq: u64,
-    phase: Phase,
-    /// The latest online count not yet sent, and when and what was last sent.
+    /// A drain job owns the socket's writing: nobody writes through.
+    draining: bool,
+    /// When a Close of ours (or our answer to the peer's) went into the
+    /// queue, taken from the connection's state as its output is handed
+    /// over: nothing is accepted after it.
+    close_queued: Option<Instant>,
+    /// The reader has ended: nothing more is accepted.
+    finished: bool,
+    /// When the session was dropped as a slow consumer.
+    dropped_at: Option<Instant>,
+    /// A Close the connection is to send at the next hand-over (a slow
+    /// consumer's 1008, chosen by a thread that may not take the
+    /// connection's lock).
+    close_pending: Option<(CloseCode, &'static str)>,
+    /// Until when the session may go without AUTH.
+    auth_deadline: Option<Instant>,
+    /// The last frame from the client (PROTOCOL.md: "Every frame from the
+    /// client counts as life").
+    last_life: Instant,
+    /// The latest online count not yet sent, and when and what was last
+    /// sent; `presence_last_sent` is set once authenticated.
     presence_pending: Option<u64>,
     presence_last_sent: Option<Instant>,
     presence_last_value: Option<u64>,
     /// When to send the next heartbeat PING, once authenticated.
     next_ping: Option<Instant>,
-    /// The writer sleeps on the condition variable: only then is a wake-up
-    /// (a futex system call) worth making.
-    writer_waiting: bool,
-    /// The writer thread's body has returned.
-    writer_gone: bool,
 }
 
-/// A session's bounded outbound queue.
+impl Queue {
+    fn accepting(&self) -> bool {
+        !self.finished && self.close_queued.is_none() && self.dropped_at.is_none()
+    }
+}
+
+/// Where the session's bytes go, once its connection is upgraded.
+#[derive(Debug)]
+struct Attachment {
+    stream: Arc<Socket>,
+    session: Weak<Session>,
+    context: Arc<ServerContext>,
+    drainers: Arc<Drainers>,
+    /// `--trace`: the session's label.
+    trace: Option<String>,
+}
+
+/// A session's connection and bounded outbound queue.
 #[derive(Debug)]
 pub struct Outbox {
+    /// The protocol connection: its reader parses with it; any thread that
+    /// closes the session closes it.
+    conn: Mutex<Connection>,
     queue: Mutex<Queue>,
-    wake: Condvar,
-    /// Signalled when the writer's body returns.
-    writer_gone: Condvar,
+    /// Signalled when a drain job ends.
+    drained: Condvar,
     max_bytes: usize,
     presence_interval: Duration,
     heartbeat: Duration,
-    /// The session's socket, when senders may write through to it.
-    write_through: OnceLock<Arc<TcpStream>>,
-    /// permessage-deflate: MESSAGEs go out compressed (see
-    /// [`message_frame_parts`]).
+    attached: OnceLock<Attachment>,
+    /// permessage-deflate: MESSAGEs and long replies go out compressed
+    /// (see [`message_frame_parts`]).
     deflate: OnceLock<MessageDeflate>,
 }
 
-/// How a session compresses MESSAGEs: the window bits agreed, and the
+/// How a session compresses what it sends: the window bits agreed, and the
 /// smallest message compressed (`--deflate-min-size`).
 #[derive(Debug, Clone, Copy)]
 pub struct MessageDeflate {
@@ -128,7 +180,7 @@ pub struct MessageDeflate {
 /// What an enqueue did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
-    /// Queued.
+    /// Sent or queued.
     Yes,
     /// The session is closing or gone; nothing was queued.
     Closed,
@@ -137,122 +189,128 @@ pub enum Enqueued {
     Overflowed,
 }
 
+/// A lock whose holder panicked still guards consistent data here (every
+/// critical section leaves it whole), so it is taken over.
+fn relock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl Outbox {
     /// An empty outbox with the server's limits.
     pub fn new(max_bytes: usize, presence_interval: Duration, heartbeat: Duration) -> Self {
         Outbox {
+            conn: Mutex::new(Connection::new(Config::default())),
             queue: Mutex::new(Queue {
                 items: VecDeque::new(),
                 bytes: 0,
                 next_seq: 1,
-                phase: Phase::Open,
+                draining: false,
+                close_queued: None,
+                finished: false,
+                dropped_at: None,
+                close_pending: None,
+                auth_deadline: None,
+                last_life: Instant::now(),
                 presence_pending: None,
                 presence_last_sent: None,
                 presence_last_value: None,
                 next_ping: None,
-                writer_waiting: false,
-                writer_gone: false,
             }),
-            wake: Condvar::new(),
-            writer_gone: Condvar::new(),
+            drained: Condvar::new(),
             max_bytes,
             presence_interval,
             heartbeat,
-            write_through: OnceLock::new(),
+            attached: OnceLock::new(),
             deflate: OnceLock::new(),
         }
     }
 
-    /// Send MESSAGEs compressed from now on (permessage-deflate agreed).
+    /// Send MESSAGEs and long replies compressed from now on
+    /// (permessage-deflate agreed).
     pub fn compress_messages(&self, deflate: MessageDeflate) {
         let _ = self.deflate.set(deflate);
     }
 
-    /// Let senders write MESSAGEs straight to `stream` when the writer
-    /// sleeps with nothing queued (see "Writing through" above). Not with
-    /// `--trace`, where the writer prints every frame it sends.
-    pub fn allow_write_through(&self, stream: Arc<TcpStream>) {
-        let _ = self.write_through.set(stream);
+    /// Connect the outbox to the session's socket: from now on what it is
+    /// given is written to `stream`, the AUTH deadline runs, and a queue
+    /// that builds up is drained by `drainers`.
+    pub(crate) fn attach(
+        &self,
+        stream: Arc<Socket>,
+        session: Weak<Session>,
+        context: &Arc<ServerContext>,
+        drainers: Arc<Drainers>,
+    ) {
+        transport::set_write_timeout(&stream, WRITE_STEP);
+        let trace = (context.config.trace).then(|| transport::trace_label(&stream, "/ws"));
+        let attachment = Attachment {
+            stream,
+            session,
+            context: Arc::clone(context),
+            drainers,
+            trace,
+        };
+        let mut queue = self.lock();
+        queue.auth_deadline = Some(Instant::now() + context.config.auth_timeout);
+        queue.last_life = Instant::now();
+        let _ = self.attached.set(attachment);
     }
 
-    /// The socket, if a sender may write to it now: the writer sleeps and
-    /// nothing is queued ahead.
-    fn write_through_socket(&self, queue: &Queue) -> Option<&TcpStream> {
-        let ready = queue.phase == Phase::Open && queue.writer_waiting && queue.items.is_empty();
-        self.write_through
-            .get()
-            .filter(|_| ready)
-            .map(|stream| &**stream)
+    /// The session's protocol connection.
+    pub(crate) fn connection(&self) -> MutexGuard<'_, Connection> {
+        relock(&self.conn)
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        relock(&self.queue)
     }
 
-    fn push(&self, queue: &mut Queue, item: Item, metrics: &Metrics) -> Enqueued {
-        if queue.phase != Phase::Open {
-            return Enqueued::Closed;
-        }
-        let cost = item.cost();
-        if queue.bytes + cost > self.max_bytes {
-            // PROTOCOL.md: a session whose outbound queue passes --max-queue
-            // bytes is dropped and "sent a Close 1008 as soon as its socket
-            // takes it".
-            queue.items.retain(|item| matches!(item, Item::Rest(_)));
-            let mut close = Vec::new();
-            write_frame(
-                &mut close,
-                OpCode::Close,
-                &close_payload(CloseCode::POLICY_VIOLATION, "slow consumer"),
-            );
-            queue.items.push_back(Item::Frame(close));
-            queue.bytes = queue.items.iter().map(Item::cost).sum();
-            queue.phase = Phase::Dropped(Instant::now());
-            metrics.slow_consumers.fetch_add(1, Relaxed);
-            metrics.close_sent(CloseCode::POLICY_VIOLATION.0);
-            return Enqueued::Overflowed;
-        }
-        queue.bytes += cost;
-        queue.items.push_back(item);
-        Enqueued::Yes
-    }
-
-    /// Whether the writer sleeps and must be woken; clears the flag, so one
-    /// wake-up serves everything queued before the writer runs. The writer
-    /// looks at the queue under the same lock before it sleeps, so when it
-    /// is busy no wake-up is needed and none is lost.
-    fn wake_if_waiting(&self, queue: &mut Queue) -> bool {
-        std::mem::take(&mut queue.writer_waiting)
-    }
-
-    /// Release the lock, then wake the writer if it sleeps, so that it does
-    /// not wake up into a lock its waker still holds.
-    fn unlock_and_wake(&self, mut queue: MutexGuard<'_, Queue>) {
-        let wake = self.wake_if_waiting(&mut queue);
-        drop(queue);
-        if wake {
-            self.wake.notify_one();
-        }
-    }
-
-    /// Queue frame bytes produced for this session (a reply, a pong, a
-    /// Close). If they contain a Close frame the outbox stops accepting more.
-    pub fn send_frames(&self, bytes: Vec<u8>, contains_close: bool, metrics: &Metrics) -> Enqueued {
-        if bytes.is_empty() {
-            return Enqueued::Yes;
-        }
+    /// Move the connection's output (pongs, a Close) to the socket or the
+    /// queue, after sending through it a Close that another thread chose
+    /// (a slow consumer's 1008). The caller holds the connection's lock.
+    /// Once our Close is queued nothing more is accepted (RFC 6455 5.5.1:
+    /// "After sending a Close frame, the endpoint MUST NOT send any further
+    /// data frames"); a Close goes in past `--max-queue`, so that a full
+    /// queue cannot turn a shutdown's 1001 into a slow consumer's 1008.
+    pub(crate) fn hand_over(&self, conn: &mut Connection, metrics: &Metrics) -> Enqueued {
         let mut queue = self.lock();
-        let result = self.push(&mut queue, Item::Frame(bytes), metrics);
-        if contains_close && result == Enqueued::Yes {
-            queue.phase = Phase::Closing;
+        let mut result = Enqueued::Yes;
+        loop {
+            if let Some((code, reason)) = queue.close_pending.take() {
+                transport::close(conn, code, reason, metrics);
+            }
+            let bytes = conn.take_output();
+            if bytes.is_empty() {
+                return result;
+            }
+            if queue.finished || queue.close_queued.is_some() {
+                return Enqueued::Closed;
+            }
+            if conn.state() != State::Open {
+                queue.close_queued = Some(Instant::now());
+                self.send(&mut queue, Item::Frame(bytes), false, metrics);
+                return result;
+            }
+            if queue.dropped_at.is_some() {
+                // A dropped session is sent its Close 1008 and nothing else.
+                return Enqueued::Closed;
+            }
+            match self.send(&mut queue, Item::Frame(bytes), true, metrics) {
+                // The pending Close 1008 goes out on the next round.
+                Enqueued::Overflowed => result = Enqueued::Overflowed,
+                other => return other,
+            }
         }
-        self.unlock_and_wake(queue);
-        result
     }
 
-    /// Queue a text message for this session.
+    /// A frame arrived from the client: a sign of life.
+    pub(crate) fn sign_of_life(&self) {
+        self.lock().last_life = Instant::now();
+    }
+
+    /// Queue (or write through) a text message for this session.
     pub fn send_text(&self, text: &str, metrics: &Metrics) -> Enqueued {
         let mut bytes = Vec::with_capacity(text.len() + 4);
         #[cfg(feature = "deflate")]
@@ -275,52 +333,245 @@ impl Outbox {
         #[cfg(not(feature = "deflate"))]
         write_frame(&mut bytes, OpCode::Text, text.as_bytes());
         let mut queue = self.lock();
-        let result = self.push(&mut queue, Item::Text(bytes), metrics);
-        self.unlock_and_wake(queue);
-        result
+        self.push(&mut queue, Item::Text(bytes), metrics)
     }
 
-    /// Queue a shared MESSAGE, numbering it with this session's next `seq`,
-    /// or write it through to the socket (see "Writing through" above).
+    /// Send a shared MESSAGE, numbered with this session's next `seq`.
     pub fn send_message(&self, template: &Arc<MessageTemplate>, metrics: &Metrics) -> Enqueued {
         let mut queue = self.lock();
-        let seq = queue.next_seq;
-        if let Some(stream) = self.write_through_socket(&queue) {
-            let (header, middle, seq_and_tail) =
-                message_frame_parts(template, seq, self.deflate.get());
-            let parts = [&header[..], &middle, &seq_and_tail];
-            let written = transport::write_without_blocking(stream, &parts, metrics);
-            if written > 0 {
-                metrics.messages_out.fetch_add(1, Relaxed);
-                queue.next_seq += 1;
-                if written == parts.iter().map(|part| part.len()).sum::<usize>() {
-                    return Enqueued::Yes;
-                }
-                // Begun on the wire: the rest goes out next, whatever the limit.
-                let rest = parts.concat().split_off(written);
-                queue.bytes += rest.len();
-                queue.items.push_back(Item::Rest(rest));
-                self.unlock_and_wake(queue);
-                return Enqueued::Yes;
-            }
-        }
-        let item = Item::Message(Arc::clone(template), seq);
+        let item = Item::Message(Arc::clone(template), queue.next_seq);
         let result = self.push(&mut queue, item, metrics);
         if result == Enqueued::Yes {
             queue.next_seq += 1;
         }
-        self.unlock_and_wake(queue);
         result
+    }
+
+    fn push(&self, queue: &mut Queue, item: Item, metrics: &Metrics) -> Enqueued {
+        if !queue.accepting() {
+            return Enqueued::Closed;
+        }
+        self.send(queue, item, true, metrics)
+    }
+
+    /// Write `item` through to the socket without blocking when nothing is
+    /// ahead of it; queue what the socket does not take (within
+    /// `--max-queue` when `limited`) and make sure a drain job runs.
+    fn send(&self, queue: &mut Queue, item: Item, limited: bool, metrics: &Metrics) -> Enqueued {
+        let attached = self.attached.get();
+        if let Some(label) = attached.and_then(|a| a.trace.as_deref()) {
+            item.with_parts(self.deflate.get(), |parts| {
+                transport::trace_sent(label, &parts.concat())
+            });
+        }
+        if let (Some(attached), false, true) = (attached, queue.draining, queue.items.is_empty()) {
+            let (written, total) = item.with_parts(self.deflate.get(), |parts| {
+                let written = transport::write_without_blocking(&attached.stream, parts, metrics);
+                (written, parts.iter().map(|part| part.len()).sum::<usize>())
+            });
+            if written > 0 && item.is_message() {
+                metrics.messages_out.fetch_add(1, Relaxed);
+            }
+            if written == total {
+                // TLS: the frame is encrypted, but its records may still
+                // wait in the socket for the kernel; a drain job sends them.
+                if transport::output_pending(&attached.stream) {
+                    self.start_drain(queue);
+                }
+                return Enqueued::Yes;
+            }
+            if written > 0 {
+                // Begun on the wire: the rest goes out next, whatever the limit.
+                let rest = item
+                    .with_parts(self.deflate.get(), |parts| parts.concat())
+                    .split_off(written);
+                queue.bytes += rest.len();
+                queue.items.push_back(Item::Rest(rest));
+                self.start_drain(queue);
+                return Enqueued::Yes;
+            }
+        }
+        let cost = item.cost();
+        if limited && queue.bytes + cost > self.max_bytes {
+            self.drop_slow_consumer(queue, metrics);
+            return Enqueued::Overflowed;
+        }
+        queue.bytes += cost;
+        queue.items.push_back(item);
+        self.start_drain(queue);
+        Enqueued::Yes
+    }
+
+    /// PROTOCOL.md: a session whose outbound queue passes --max-queue bytes
+    /// is dropped and "sent a Close 1008 as soon as its socket takes it".
+    /// The Close is the connection's, sent by whoever next holds it (a drain
+    /// job started here, or the reader).
+    fn drop_slow_consumer(&self, queue: &mut Queue, metrics: &Metrics) {
+        queue.items.retain(|item| matches!(item, Item::Rest(_)));
+        queue.bytes = queue.items.iter().map(Item::cost).sum();
+        queue.dropped_at = Some(Instant::now());
+        queue.close_pending = Some((CloseCode::POLICY_VIOLATION, "slow consumer"));
+        metrics.slow_consumers.fetch_add(1, Relaxed);
+        self.start_drain(queue);
+    }
+
+    /// Lend a thread to drain the queue, unless one drains it already or
+    /// there is nothing to do. Without a thread to lend (the thread budget
+    /// is spent) the timer tries again on its next round.
+    fn start_drain(&self, queue: &mut Queue) {
+        let Some(attached) = self.attached.get() else {
+            return;
+        };
+        let idle = queue.items.is_empty()
+            && queue.close_pending.is_none()
+            && !transport::output_pending(&attached.stream);
+        if queue.draining || idle {
+            return;
+        }
+        let Some(session) = attached.session.upgrade() else {
+            return;
+        };
+        if !attached.context.thread_available() {
+            return;
+        }
+        queue.draining = true;
+        if attached.drainers.run(session).is_err() {
+            queue.draining = false;
+        }
+    }
+
+    /// A drain job: write the queue out, blocking on this session's socket
+    /// only, until it is empty; then give the thread back.
+    fn drain(&self) {
+        let Some(attached) = self.attached.get() else {
+            return;
+        };
+        let metrics = &attached.context.metrics;
+        let _thread = ThreadCount::enter(metrics);
+        loop {
+            if self.lock().close_pending.is_some() {
+                let mut conn = self.connection();
+                self.hand_over(&mut conn, metrics);
+            }
+            let item = {
+                let mut queue = self.lock();
+                if queue.close_pending.is_some() {
+                    continue;
+                }
+                match queue.items.pop_front() {
+                    Some(item) => {
+                        queue.bytes -= item.cost();
+                        item
+                    }
+                    None if transport::output_pending(&attached.stream) => {
+                        // TLS records the kernel did not take yet: send
+                        // them (without the lock), then look again.
+                        drop(queue);
+                        if !self.write_patiently(&attached.stream, &[], metrics) {
+                            self.give_up(&attached.stream);
+                            return;
+                        }
+                        continue;
+                    }
+                    None => {
+                        queue.draining = false;
+                        drop(queue);
+                        self.drained.notify_all();
+                        return;
+                    }
+                }
+            };
+            if item.is_message() {
+                metrics.messages_out.fetch_add(1, Relaxed);
+            }
+            if !item.with_parts(self.deflate.get(), |parts| {
+                self.write_patiently(&attached.stream, parts, metrics)
+            }) {
+                self.give_up(&attached.stream);
+                return;
+            }
+        }
+    }
+
+    /// The socket failed, or the session's time is up: end the TCP
+    /// connection, which also wakes the reader, and end the drain job.
+    fn give_up(&self, stream: &Socket) {
+        transport::cut_off(stream);
+        let mut queue = self.lock();
+        queue.items.clear();
+        queue.bytes = 0;
+        queue.close_pending = None;
+        queue.draining = false;
+        drop(queue);
+        self.drained.notify_all();
+    }
+
+    /// Write every part fully. A write that times out is retried while the
+    /// session has time: a dropped session until its grace ends, a closing
+    /// one until its closing handshake's deadline.
+    fn write_patiently(&self, stream: &Socket, parts: &[&[u8]], metrics: &Metrics) -> bool {
+        let total: usize = parts.iter().map(|part| part.len()).sum();
+        let mut done = 0;
+        while done < total {
+            let mut skip = done;
+            let mut unsent = Vec::with_capacity(parts.len());
+            for part in parts {
+                if skip >= part.len() {
+                    skip -= part.len();
+                    continue;
+                }
+                unsent.push(&part[skip..]);
+                skip = 0;
+            }
+            match transport::write_some(stream, &unsent, metrics) {
+                Ok(0) => {
+                    if self.out_of_time(&self.lock(), Instant::now()) {
+                        return false;
+                    }
+                }
+                Ok(n) => done += n,
+                Err(_) => return false,
+            }
+        }
+        // TLS: the last records may still wait in the socket; plain TCP has
+        // nothing pending and returns at once.
+        loop {
+            match transport::flush_pending(stream) {
+                Ok(()) => return true,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if self.out_of_time(&self.lock(), Instant::now()) {
+                        return false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Whether a dropped session's grace, or a closing handshake, is over.
+    fn out_of_time(&self, queue: &Queue, now: Instant) -> bool {
+        queue
+            .dropped_at
+            .is_some_and(|at| now >= at + SLOW_CONSUMER_GRACE)
+            || queue
+                .close_queued
+                .is_some_and(|at| now >= at + CLOSE_TIMEOUT)
     }
 
     /// A successful AUTH: under this outbox's lock, `bind` puts the session
     /// in the registry and returns the online count; then SYSTEM 20002
-    /// `true` and SYSTEM 20001 with that count are queued, the presence
+    /// `true` and SYSTEM 20001 with that count are sent, the presence
     /// window starts and so do the heartbeat PINGs.
     ///
     /// Holding the lock across `bind` is what makes this one step for the
-    /// other threads: nothing they queue for the session can come between
-    /// its 20002 and its 20001 (PROTOCOL.md: the count is "sent to a session
+    /// other threads: nothing they send the session can come between its
+    /// 20002 and its 20001 (PROTOCOL.md: the count is "sent to a session
     /// right after its 20002 true"), and an online count the presence thread
     /// offers once the session is in the registry waits for the lock instead
     /// of being ignored as if the session were not authenticated yet. (Lock
@@ -328,7 +579,7 @@ impl Outbox {
     /// routing lets the registry lock go before it queues.)
     pub fn authenticate(&self, bind: impl FnOnce() -> u64, metrics: &Metrics) -> Enqueued {
         let mut queue = self.lock();
-        if queue.phase != Phase::Open {
+        if !queue.accepting() {
             // Closing or dropped: it must not enter the registry.
             return Enqueued::Closed;
         }
@@ -337,254 +588,199 @@ impl Outbox {
         write_frame(
             &mut bytes,
             OpCode::Text,
-            message::system(message::codes::SYSTEM_AUTH_RESULT, true.into()).as_bytes(),
+            message::system(codes::SYSTEM_AUTH_RESULT, true.into()).as_bytes(),
         );
         let accepted = self.push(&mut queue, Item::Text(bytes), metrics);
         if accepted != Enqueued::Yes {
-            self.unlock_and_wake(queue);
             return accepted;
         }
-        let mut bytes = Vec::new();
-        write_frame(
-            &mut bytes,
-            OpCode::Text,
-            message::system(message::codes::SYSTEM_ONLINE_COUNT, count.into()).as_bytes(),
-        );
+        let now = Instant::now();
         queue.presence_pending = None;
-        queue.presence_last_sent = Some(Instant::now());
+        queue.presence_last_sent = Some(now);
         queue.presence_last_value = Some(count);
+        queue.auth_deadline = None;
         if queue.next_ping.is_none() {
-            queue.next_ping = Some(Instant::now() + self.heartbeat);
+            queue.next_ping = Some(now + self.heartbeat);
         }
-        let result = self.push(&mut queue, Item::Text(bytes), metrics);
-        self.unlock_and_wake(queue);
-        result
+        self.push(&mut queue, Item::Text(online_count(count)), metrics)
     }
 
-    /// A new online count: it is sent when this session's presence window
-    /// allows, and a newer count offered before then replaces it. A count
-    /// equal to the last one this session was sent is no change for it (its
-    /// own login, say, which it was told about with its 20002), so nothing
-    /// is sent for it.
-    pub fn offer_presence(&self, count: u64) {
+    /// A new online count: it is sent at once when this session's presence
+    /// window allows, else when the window ends, a newer count offered
+    /// before then replacing it; returns that time. A count equal to the
+    /// last one this session was sent is no change for it (its own login,
+    /// say, which it was told about with its 20002), so nothing is sent for
+    /// it.
+    pub fn offer_presence(&self, count: u64, metrics: &Metrics) -> Option<Instant> {
         let mut queue = self.lock();
-        if queue.phase == Phase::Open && queue.presence_last_sent.is_some() {
-            queue.presence_pending = (queue.presence_last_value != Some(count)).then_some(count);
-            self.unlock_and_wake(queue);
+        let last_sent = queue.presence_last_sent?;
+        if !queue.accepting() {
+            return None;
+        }
+        queue.presence_pending = (queue.presence_last_value != Some(count)).then_some(count);
+        queue.presence_pending?;
+        let due = last_sent + self.presence_interval;
+        if Instant::now() < due {
+            return Some(due);
+        }
+        self.send_presence(&mut queue, metrics);
+        None
+    }
+
+    fn send_presence(&self, queue: &mut Queue, metrics: &Metrics) {
+        if let Some(count) = queue.presence_pending.take() {
+            queue.presence_last_sent = Some(Instant::now());
+            queue.presence_last_value = Some(count);
+            self.push(queue, Item::Text(online_count(count)), metrics);
         }
     }
 
-    /// Queue a Close 1001 (the server is shutting down) unless a Close is
-    /// already queued; nothing is accepted after it. It never blocks: the
-    /// writer sends it after what is queued, if the client reads that.
+    /// The server is shutting down: Close 1001 through the connection,
+    /// unless a Close went out already. It never blocks on the peer: the
+    /// Close goes after what is queued, if the client reads that.
     pub fn going_away(&self, metrics: &Metrics) {
-        let mut close = Vec::new();
-        write_frame(
-            &mut close,
-            OpCode::Close,
-            &close_payload(CloseCode::GOING_AWAY, "server shutting down"),
+        let mut conn = self.connection();
+        transport::close(
+            &mut conn,
+            CloseCode::GOING_AWAY,
+            "server shutting down",
+            metrics,
         );
-        let mut queue = self.lock();
-        if queue.phase == Phase::Open {
-            // Not subject to --max-queue: these few bytes must not turn a
-            // full queue into a slow consumer's 1008 during a shutdown.
-            queue.bytes += close.len();
-            queue.items.push_back(Item::Frame(close));
-            queue.phase = Phase::Closing;
-            metrics.close_sent(CloseCode::GOING_AWAY.0);
-        }
-        self.unlock_and_wake(queue);
-    }
-
-    /// The peer's Close arrived: count it if it began the closing
-    /// handshake, that is if no Close of ours went first: neither the
-    /// connection's (it knows) nor one queued here (the shutdown's, a slow
-    /// consumer's). The answer is queued right after; a shutdown Close
-    /// queued in between would be counted as well, as a handshake both
-    /// sides began.
-    pub fn close_received(&self, conn: &crate::protocol::Connection, metrics: &Metrics) {
-        let queue = self.lock();
-        if let (Some(code), Phase::Open) = (conn.peer_began_closing(), queue.phase) {
-            metrics.close_received(code.0);
-        }
+        self.hand_over(&mut conn, metrics);
     }
 
     /// Whether this session was dropped as a slow consumer.
     pub fn was_dropped(&self) -> bool {
-        matches!(self.lock().phase, Phase::Dropped(_))
+        self.lock().dropped_at.is_some()
     }
 
-    /// The reader is done: the writer sends what is queued and exits.
+    /// The reader is done: nothing more is accepted; what is queued still
+    /// goes out.
     pub fn finish(&self) {
-        let mut queue = self.lock();
-        if !matches!(queue.phase, Phase::Dropped(_)) {
-            queue.phase = Phase::Finished;
-        }
-        self.unlock_and_wake(queue);
+        self.lock().finished = true;
     }
 
-    /// After [`Self::finish`]: wait until the writer has sent what was
-    /// queued and returned, at most until `deadline`; returns whether it
-    /// did. A dropped session's writer keeps its own, later deadline
-    /// ([`SLOW_CONSUMER_GRACE`] and one write step), which this waits for.
-    /// The caller ends a writer still blocked on a peer that does not read
-    /// by shutting the socket down.
-    pub fn wait_for_writer(&self, deadline: Instant) -> bool {
+    /// After [`Self::finish`]: wait until the queue is written out, at most
+    /// until `deadline`; returns whether it was. The caller ends a drain
+    /// job still blocked on a peer that does not read by cutting the
+    /// connection off.
+    pub fn wait_until_drained(&self, deadline: Instant) -> bool {
         let mut queue = self.lock();
-        let deadline = match queue.phase {
-            Phase::Dropped(since) => deadline.max(since + SLOW_CONSUMER_GRACE + WRITE_STEP),
-            _ => deadline,
-        };
-        while !queue.writer_gone {
+        self.start_drain(&mut queue);
+        while queue.draining {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
             }
             queue = self
-                .writer_gone
+                .drained
                 .wait_timeout(queue, left)
                 .map(|(guard, _)| guard)
                 .unwrap_or_else(|poisoned| poisoned.into_inner().0);
         }
-        true
+        queue.items.is_empty()
     }
 
-    /// Wait for the next thing to write: a queued item, a due online count or
-    /// heartbeat PING; [`Next::Stop`] once the reader is done and the queue
-    /// is flushed; [`Next::ForceClose`] when a dropped session's grace ends.
-    fn next_item(&self) -> Next {
-        let mut queue = self.lock();
-        loop {
-            let now = Instant::now();
-            if let Phase::Dropped(since) = queue.phase {
-                if now >= since + SLOW_CONSUMER_GRACE {
-                    return Next::ForceClose;
-                }
-            }
-            if let Some(item) = queue.items.pop_front() {
-                queue.bytes -= item.cost();
-                return Next::Write(item);
-            }
-            match queue.phase {
-                Phase::Finished => return Next::Stop,
-                Phase::Dropped(since) => {
-                    // The Close is out; give the client the rest of the grace
-                    // to answer, then cut the connection.
-                    let left = (since + SLOW_CONSUMER_GRACE).saturating_duration_since(now);
-                    queue = self.wait(queue, Some(left));
-                    continue;
-                }
-                Phase::Closing => {
-                    queue = self.wait(queue, None);
-                    continue;
-                }
-                Phase::Open => {}
-            }
-            if let (Some(count), Some(last)) = (queue.presence_pending, queue.presence_last_sent) {
-                if now >= last + self.presence_interval {
-                    queue.presence_pending = None;
-                    queue.presence_last_sent = Some(now);
-                    queue.presence_last_value = Some(count);
-                    let mut bytes = Vec::new();
-                    write_frame(
-                        &mut bytes,
-                        OpCode::Text,
-                        message::system(message::codes::SYSTEM_ONLINE_COUNT, count.into())
-                            .as_bytes(),
-                    );
-                    return Next::Write(Item::Text(bytes));
-                }
-            }
-            if let Some(at) = queue.next_ping {
-                if now >= at {
-                    queue.next_ping = Some(now + self.heartbeat);
-                    let mut bytes = Vec::new();
-                    write_frame(&mut bytes, OpCode::Text, message::ping().as_bytes());
-                    return Next::Write(Item::Text(bytes));
-                }
-            }
-            let presence_due = match (queue.presence_pending, queue.presence_last_sent) {
-                (Some(_), Some(last)) => Some(last + self.presence_interval),
-                _ => None,
-            };
-            let wake_at = [presence_due, queue.next_ping].into_iter().flatten().min();
-            queue = self.wait(queue, wake_at.map(|at| at.saturating_duration_since(now)));
-        }
-    }
-
-    fn wait<'a>(
+    /// The timer's round for this session at `now`: send a due online count
+    /// or heartbeat PING; close a session that did not authenticate in time
+    /// (4001) or went silent for `silence_limit` (4000); cut off a slow
+    /// consumer whose grace is over, or a closing handshake past its
+    /// deadline; lend a drain job a thread if one was missing. Returns when
+    /// this session next needs the timer.
+    pub(crate) fn tick(
         &self,
-        mut queue: MutexGuard<'a, Queue>,
-        timeout: Option<Duration>,
-    ) -> MutexGuard<'a, Queue> {
-        queue.writer_waiting = true;
-        let mut queue = match timeout {
-            Some(timeout) => self
-                .wake
-                .wait_timeout(queue, timeout)
-                .map(|(guard, _)| guard)
-                .unwrap_or_else(|poisoned| poisoned.into_inner().0),
-            None => self
-                .wake
-                .wait(queue)
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        };
-        queue.writer_waiting = false;
-        queue
-    }
-
-    /// The writer thread's body: drain the queue into `stream` until the
-    /// reader finishes, the socket fails, or a dropped session's grace ends.
-    /// The reader shares the same socket (one descriptor, not a `dup()`).
-    pub fn run_writer(&self, stream: &TcpStream, trace: Option<&str>, metrics: &Metrics) {
-        self.write_until_done(stream, trace, metrics);
-        self.lock().writer_gone = true;
-        self.writer_gone.notify_all();
-    }
-
-    fn write_until_done(&self, mut stream: &TcpStream, trace: Option<&str>, metrics: &Metrics) {
-        let _ = stream.set_write_timeout(Some(WRITE_STEP));
-        loop {
-            let item = match self.next_item() {
-                Next::Write(item) => item,
-                Next::Stop => return,
-                Next::ForceClose => break,
-            };
-            if let (Some(label), Item::Frame(bytes) | Item::Text(bytes) | Item::Rest(bytes)) =
-                (trace, &item)
-            {
-                transport::trace_sent(label, bytes);
-            }
-            let written = match &item {
-                Item::Frame(bytes) | Item::Rest(bytes) => {
-                    write_all_patiently(&mut stream, &[bytes], self)
-                }
-                Item::Text(bytes) => {
-                    metrics.messages_out.fetch_add(1, Relaxed);
-                    write_all_patiently(&mut stream, &[bytes], self)
-                }
-                Item::Message(template, seq) => {
-                    let (header, middle, seq_and_tail) =
-                        message_frame_parts(template, *seq, self.deflate.get());
-                    if let Some(label) = trace {
-                        let frame = [&header, &middle[..], &seq_and_tail].concat();
-                        transport::trace_sent(label, &frame);
-                    }
-                    metrics.messages_out.fetch_add(1, Relaxed);
-                    write_all_patiently(&mut stream, &[&header, &middle, &seq_and_tail], self)
-                }
-            };
-            match written {
-                Ok(n) => {
-                    metrics.bytes_out.fetch_add(n as u64, Relaxed);
-                }
-                Err(_) => break,
-            }
+        now: Instant,
+        silence_limit: Duration,
+        metrics: &Metrics,
+    ) -> Option<Instant> {
+        let mut queue = self.lock();
+        if queue.finished {
+            return None;
         }
-        // The socket failed or a slow consumer's grace ran out: end the TCP
-        // connection, which also wakes the reader blocked in read().
-        let _ = stream.shutdown(Shutdown::Both);
+        if self.out_of_time(&queue, now) {
+            drop(queue);
+            if let Some(attached) = self.attached.get() {
+                transport::cut_off(&attached.stream);
+            }
+            return None;
+        }
+        let mut next: Option<Instant> = None;
+        let mut due = |at: Instant| next = Some(next.map_or(at, |next| next.min(at)));
+        if let Some(at) = queue.dropped_at {
+            due(at + SLOW_CONSUMER_GRACE);
+        }
+        if let Some(at) = queue.close_queued {
+            due(at + CLOSE_TIMEOUT);
+        }
+        self.start_drain(&mut queue);
+        if !queue.accepting() {
+            return next;
+        }
+        let close = match (queue.presence_last_sent, queue.auth_deadline) {
+            (Some(last_sent), _) => {
+                if queue.presence_pending.is_some() {
+                    if now >= last_sent + self.presence_interval {
+                        self.send_presence(&mut queue, metrics);
+                    } else {
+                        due(last_sent + self.presence_interval);
+                    }
+                }
+                if let Some(at) = queue.next_ping {
+                    if now >= at {
+                        // On the interval's own beat: a late round does not
+                        // delay the PINGs after it.
+                        let following = (at + self.heartbeat).max(now);
+                        queue.next_ping = Some(following);
+                        let mut bytes = Vec::new();
+                        write_frame(&mut bytes, OpCode::Text, message::ping().as_bytes());
+                        self.push(&mut queue, Item::Text(bytes), metrics);
+                        due(following);
+                    } else {
+                        due(at);
+                    }
+                }
+                let silent_until = queue.last_life + silence_limit;
+                if now >= silent_until {
+                    Some((codes::CLOSE_HEARTBEAT_TIMEOUT, "no sign of life"))
+                } else {
+                    due(silent_until);
+                    None
+                }
+            }
+            (None, Some(deadline)) if now >= deadline => {
+                Some((codes::CLOSE_AUTH_TIMEOUT, "no AUTH in time"))
+            }
+            (None, Some(deadline)) => {
+                due(deadline);
+                None
+            }
+            (None, None) => None,
+        };
+        drop(queue);
+        if let Some((code, reason)) = close {
+            // A reader busy with a request holds the connection: next round.
+            let mut conn = match self.conn.try_lock() {
+                Ok(conn) => conn,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => return Some(now),
+            };
+            transport::close(&mut conn, code, reason, metrics);
+            self.hand_over(&mut conn, metrics);
+            return Some(now + CLOSE_TIMEOUT);
+        }
+        next
     }
+}
+
+/// A SYSTEM 20001 frame with `count`.
+fn online_count(count: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    write_frame(
+        &mut bytes,
+        OpCode::Text,
+        message::system(codes::SYSTEM_ONLINE_COUNT, count.into()).as_bytes(),
+    );
+    bytes
 }
 
 /// The frame of a MESSAGE for the recipient whose `seq` this is, in
@@ -624,59 +820,10 @@ fn message_frame_parts<'t>(
     (header, middle, seq_and_tail)
 }
 
-enum Next {
-    Write(Item),
-    Stop,
-    ForceClose,
-}
-
-/// Write every slice fully. A write that times out is retried while the
-/// session is healthy; once the session is dropped its grace bounds the
-/// whole attempt.
-fn write_all_patiently(
-    stream: &mut &TcpStream,
-    parts: &[&[u8]],
-    outbox: &Outbox,
-) -> io::Result<usize> {
-    let total: usize = parts.iter().map(|p| p.len()).sum();
-    let mut done = 0;
-    while done < total {
-        // Build the slices that are still unsent.
-        let mut skip = done;
-        let mut slices = Vec::with_capacity(parts.len());
-        for part in parts {
-            if skip >= part.len() {
-                skip -= part.len();
-                continue;
-            }
-            slices.push(IoSlice::new(&part[skip..]));
-            skip = 0;
-        }
-        match stream.write_vectored(&slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => done += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                if let Phase::Dropped(since) = outbox.lock().phase {
-                    if Instant::now() >= since + SLOW_CONSUMER_GRACE {
-                        return Err(e);
-                    }
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::frame::{FrameHeader, HeaderParse};
 
     fn outbox() -> Outbox {
         Outbox::new(1 << 20, Duration::from_secs(1), Duration::from_secs(30))
@@ -689,6 +836,19 @@ mod tests {
         };
         assert_eq!(bytes[0], 0x81, "one final text frame");
         std::str::from_utf8(&bytes[2..]).unwrap()
+    }
+
+    /// The close code of the Close frame at the end of a queued frame item.
+    fn close_code(item: &Item) -> u16 {
+        let Item::Frame(bytes) = item else {
+            panic!("not a frame item: {item:?}");
+        };
+        let HeaderParse::Complete { header, header_len } = FrameHeader::parse(bytes).unwrap()
+        else {
+            panic!("an incomplete header");
+        };
+        assert_eq!(header.opcode, OpCode::Close);
+        u16::from_be_bytes([bytes[header_len], bytes[header_len + 1]])
     }
 
     #[test]
@@ -710,12 +870,14 @@ mod tests {
     }
 
     #[test]
-    fn a_closing_session_is_not_bound() {
+    fn a_session_whose_connection_closed_is_not_bound_and_accepts_nothing() {
         let outbox = outbox();
         let metrics = Metrics::default();
-        let mut close = Vec::new();
-        write_frame(&mut close, OpCode::Close, &[0x03, 0xe8]);
-        assert_eq!(outbox.send_frames(close, true, &metrics), Enqueued::Yes);
+        {
+            let mut conn = outbox.connection();
+            transport::close(&mut conn, CloseCode::NORMAL, "bye", &metrics);
+            assert_eq!(outbox.hand_over(&mut conn, &metrics), Enqueued::Yes);
+        }
         let mut bound = false;
         let result = outbox.authenticate(
             || {
@@ -726,29 +888,46 @@ mod tests {
         );
         assert_eq!(result, Enqueued::Closed);
         assert!(!bound);
+        assert_eq!(outbox.send_text("late", &metrics), Enqueued::Closed);
+        assert_eq!(outbox.lock().items.len(), 1, "only the Close");
     }
 
     #[test]
-    fn only_a_changed_count_is_offered_and_the_latest_wins() {
+    fn only_a_changed_count_is_offered_and_the_latest_wins_until_its_window_ends() {
         let outbox = outbox();
-        outbox.offer_presence(5);
-        assert_eq!(outbox.lock().presence_pending, None, "not authenticated");
-        outbox.authenticate(|| 3, &Metrics::default());
-        outbox.offer_presence(3);
-        assert_eq!(outbox.lock().presence_pending, None, "its own login");
-        outbox.offer_presence(4);
-        outbox.offer_presence(6);
-        assert_eq!(outbox.lock().presence_pending, Some(6));
-        outbox.offer_presence(3);
+        let metrics = Metrics::default();
         assert_eq!(
-            outbox.lock().presence_pending,
+            outbox.offer_presence(5, &metrics),
             None,
-            "back to what it was told: nothing to send"
+            "not authenticated"
+        );
+        assert_eq!(outbox.lock().presence_pending, None);
+        outbox.authenticate(|| 3, &metrics);
+        assert_eq!(outbox.offer_presence(3, &metrics), None, "its own login");
+        let due = outbox
+            .offer_presence(4, &metrics)
+            .expect("the window is open");
+        outbox.offer_presence(6, &metrics);
+        assert_eq!(outbox.lock().presence_pending, Some(6));
+        assert_eq!(
+            outbox.offer_presence(3, &metrics),
+            None,
+            "back to what it knows"
+        );
+        assert_eq!(outbox.lock().presence_pending, None);
+        // The timer sends a pending count once the window has ended.
+        outbox.offer_presence(7, &metrics);
+        outbox.tick(due, Duration::from_secs(65), &metrics);
+        let queue = outbox.lock();
+        assert_eq!(queue.presence_pending, None);
+        assert_eq!(
+            text(queue.items.back().unwrap()),
+            r#"{"code":988,"extend":{"code":20001,"mess":7}}"#
         );
     }
 
     #[test]
-    fn an_overflowing_queue_drops_the_session_and_keeps_only_a_close_1008() {
+    fn an_overflowing_queue_drops_the_session_and_its_close_1008_goes_through_the_connection() {
         let outbox = Outbox::new(100, Duration::from_secs(1), Duration::from_secs(30));
         let metrics = Metrics::default();
         assert_eq!(outbox.send_text(&"x".repeat(60), &metrics), Enqueued::Yes);
@@ -759,233 +938,60 @@ mod tests {
         assert!(outbox.was_dropped());
         assert_eq!(metrics.slow_consumers.load(Relaxed), 1);
         assert_eq!(outbox.send_text("z", &metrics), Enqueued::Closed);
+        assert!(outbox.lock().items.is_empty(), "the queue was emptied");
+        // Whoever holds the connection next sends the pending Close.
+        let mut conn = outbox.connection();
+        outbox.hand_over(&mut conn, &metrics);
+        assert_eq!(conn.state(), State::CloseSent);
         let queue = outbox.lock();
         assert_eq!(queue.items.len(), 1);
-        let Item::Frame(close) = &queue.items[0] else {
-            panic!("a Close frame");
-        };
-        assert_eq!(&close[..4], &[0x88, 15, 0x03, 0xf0], "Close 1008");
-        assert_eq!(&close[4..], b"slow consumer");
+        assert_eq!(close_code(&queue.items[0]), 1008);
     }
 
     #[test]
-    fn the_shutdown_close_goes_in_past_the_limit_and_nothing_after_it() {
+    fn the_shutdown_close_goes_through_the_connection_past_the_limit_and_nothing_after_it() {
         let outbox = Outbox::new(100, Duration::from_secs(1), Duration::from_secs(30));
         let metrics = Metrics::default();
         assert_eq!(outbox.send_text(&"x".repeat(90), &metrics), Enqueued::Yes);
         outbox.going_away(&metrics);
         assert!(!outbox.was_dropped(), "a shutdown is not a slow consumer");
-        assert_eq!(metrics.slow_consumers.load(Relaxed), 0);
+        assert_eq!(outbox.connection().state(), State::CloseSent);
         assert_eq!(outbox.send_text("late", &metrics), Enqueued::Closed);
         outbox.going_away(&metrics);
         let queue = outbox.lock();
         assert_eq!(queue.items.len(), 2, "one Close");
-        let Item::Frame(close) = &queue.items[1] else {
-            panic!("a Close frame");
-        };
-        assert_eq!(&close[..4], &[0x88, 22, 0x03, 0xe9], "Close 1001");
-    }
-
-    /// A connected pair on 127.0.0.1: (the server's end, the client's end).
-    fn socket_pair() -> (Arc<TcpStream>, TcpStream) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        (Arc::new(server), client)
-    }
-
-    fn template(data: &str) -> Arc<MessageTemplate> {
-        Arc::new(MessageTemplate::new(
-            message::codes::MESSAGE_BROADCAST,
-            None,
-            None,
-            &serde_json::Value::from(data),
-            0,
-        ))
-    }
-
-    /// Reads one unmasked text frame's payload (any length) from `stream`.
-    fn read_text_frame(stream: &mut TcpStream) -> io::Result<String> {
-        use std::io::Read;
-        let mut head = [0u8; 2];
-        stream.read_exact(&mut head)?;
-        if head[0] != 0x81 {
-            return Err(io::Error::other(format!(
-                "not a final text frame: {head:x?}"
-            )));
-        }
-        let len = match head[1] {
-            126 => {
-                let mut len = [0u8; 2];
-                stream.read_exact(&mut len)?;
-                u16::from_be_bytes(len) as usize
-            }
-            127 => {
-                let mut len = [0u8; 8];
-                stream.read_exact(&mut len)?;
-                u64::from_be_bytes(len) as usize
-            }
-            len => len as usize,
-        };
-        let mut payload = vec![0; len.min(1 << 20)];
-        stream.read_exact(&mut payload)?;
-        String::from_utf8(payload).map_err(io::Error::other)
-    }
-
-    /// Sends `data` MESSAGEs, each finding the writer asleep, to a client
-    /// that reads nothing, until the socket is full and something had to
-    /// be queued; returns how many were sent.
-    fn write_through_until_queued(outbox: &Outbox, data: &str, metrics: &Metrics) -> u64 {
-        let mut sent = 0;
-        while outbox.lock().items.is_empty() {
-            outbox.lock().writer_waiting = true;
-            assert_eq!(outbox.send_message(&template(data), metrics), Enqueued::Yes);
-            sent += 1;
-            assert!(sent < 1_000, "the socket never filled");
-        }
-        sent
+        assert_eq!(close_code(&queue.items[1]), 1001);
     }
 
     #[test]
-    fn a_message_for_a_sleeping_writer_is_written_through_and_the_socket_stays_blocking() {
-        let (server, mut client) = socket_pair();
-        let outbox = outbox();
+    fn the_timer_closes_a_session_without_auth_in_time_with_4001_and_pings_the_authenticated() {
         let metrics = Metrics::default();
-        outbox.allow_write_through(Arc::clone(&server));
-        outbox.lock().writer_waiting = true;
-        assert_eq!(
-            outbox.send_message(&template("hi"), &metrics),
-            Enqueued::Yes
+        let silent = outbox();
+        let now = Instant::now();
+        silent.lock().auth_deadline = Some(now + Duration::from_secs(10));
+        assert!(silent
+            .tick(now, Duration::from_secs(65), &metrics)
+            .is_some());
+        assert_eq!(silent.connection().state(), State::Open, "not yet");
+        silent.tick(
+            now + Duration::from_secs(10),
+            Duration::from_secs(65),
+            &metrics,
         );
-        assert!(
-            outbox.lock().items.is_empty(),
-            "nothing left for the writer"
-        );
-        assert!(outbox.lock().writer_waiting, "the writer was not woken");
-        let body: serde_json::Value =
-            serde_json::from_str(&read_text_frame(&mut client).unwrap()).unwrap();
-        assert_eq!(body["body"]["data"], "hi");
-        assert_eq!(body["body"]["seq"], 1);
-        assert_eq!(metrics.messages_out.load(Relaxed), 1);
-        // Blocking again: a read waits for its timeout instead of failing
-        // at once with WouldBlock.
-        let wait = Duration::from_millis(200);
-        server.set_read_timeout(Some(wait)).unwrap();
-        let started = Instant::now();
-        let mut byte = [0u8; 1];
-        assert!(std::io::Read::read(&mut &*server, &mut byte).is_err());
-        assert!(
-            started.elapsed() >= wait / 2,
-            "the socket was left non-blocking"
-        );
-    }
+        assert_eq!(silent.connection().state(), State::CloseSent);
+        assert_eq!(close_code(silent.lock().items.back().unwrap()), 4001);
 
-    #[test]
-    fn a_busy_writer_or_a_queue_gets_no_write_through() {
-        let (server, _client) = socket_pair();
-        let outbox = outbox();
-        let metrics = Metrics::default();
-        outbox.allow_write_through(server);
-        assert_eq!(outbox.send_message(&template("a"), &metrics), Enqueued::Yes);
-        assert_eq!(outbox.lock().items.len(), 1, "the writer is not asleep");
-        outbox.lock().writer_waiting = true;
-        assert_eq!(outbox.send_message(&template("b"), &metrics), Enqueued::Yes);
-        assert_eq!(outbox.lock().items.len(), 2, "it would overtake the queue");
-        assert_eq!(metrics.messages_out.load(Relaxed), 0);
-    }
-
-    #[test]
-    fn what_a_full_socket_does_not_take_is_left_to_the_writer_in_order() {
-        let (server, mut client) = socket_pair();
-        client
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let outbox = outbox();
-        let metrics = Metrics::default();
-        outbox.allow_write_through(Arc::clone(&server));
-        // The client reads nothing yet, so the socket buffers fill up and
-        // a write-through is cut short; after that everything queues.
-        let big = "x".repeat(50_000);
-        let mut sent = write_through_until_queued(&outbox, &big, &metrics);
-        for _ in 0..3 {
-            outbox.send_message(&template(&big), &metrics);
-            sent += 1;
-        }
-        let (writer, bodies) = std::thread::scope(|scope| {
-            let writer = scope.spawn(|| outbox.run_writer(&server, None, &metrics));
-            let bodies: Vec<_> = (1..=sent)
-                .map(|_| read_text_frame(&mut client))
-                .take_while(Result::is_ok)
-                .collect();
-            outbox.finish();
-            let _ = server.shutdown(Shutdown::Both);
-            (writer.join(), bodies)
-        });
-        assert!(writer.is_ok());
-        assert_eq!(bodies.len() as u64, sent, "a frame could not be read");
-        for (seq, body) in (1..).zip(bodies) {
-            let body: serde_json::Value = serde_json::from_str(&body.unwrap()).unwrap();
-            assert_eq!(body["body"]["seq"], seq);
-            assert_eq!(body["body"]["data"].as_str().map(str::len), Some(big.len()));
-        }
-        assert_eq!(metrics.messages_out.load(Relaxed), sent);
-    }
-
-    #[test]
-    fn an_overflow_after_a_cut_short_write_through_still_finishes_that_frame_first() {
-        let (server, mut client) = socket_pair();
-        client
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let outbox = Outbox::new(200_000, Duration::from_secs(1), Duration::from_secs(30));
-        let metrics = Metrics::default();
-        outbox.allow_write_through(Arc::clone(&server));
-        let big = "x".repeat(50_000);
-        let sent = write_through_until_queued(&outbox, &big, &metrics);
-        if !matches!(outbox.lock().items.front(), Some(Item::Rest(_))) {
-            // Cut exactly between frames this time: no rest to keep.
-            return;
-        }
-        // Queue past the limit: the session is dropped as a slow consumer.
-        let mut result = Enqueued::Yes;
-        while result == Enqueued::Yes {
-            result = outbox.send_message(&template(&big), &metrics);
-        }
-        assert_eq!(result, Enqueued::Overflowed);
-        let kinds: Vec<&str> = outbox
-            .lock()
-            .items
-            .iter()
-            .map(|item| match item {
-                Item::Rest(_) => "rest",
-                Item::Frame(_) => "frame",
-                _ => "other",
-            })
-            .collect();
-        assert_eq!(kinds, ["rest", "frame"], "the rest, then the Close");
-        let (writer, frames) = std::thread::scope(|scope| {
-            let writer = scope.spawn(|| outbox.run_writer(&server, None, &metrics));
-            let frames: Vec<_> = (0..sent).map(|_| read_text_frame(&mut client)).collect();
-            let close = crate::protocol::frame::FrameHeader::parse(
-                &{
-                    let mut head = [0u8; 4];
-                    std::io::Read::read_exact(&mut client, &mut head).map(|()| head)
-                }
-                .unwrap(),
-            );
-            outbox.finish();
-            let _ = server.shutdown(Shutdown::Both);
-            (writer.join(), (frames, close))
-        });
-        assert!(writer.is_ok());
-        let (frames, close) = frames;
-        for (seq, body) in (1..).zip(frames) {
-            let body: serde_json::Value = serde_json::from_str(&body.unwrap()).unwrap();
-            assert_eq!(body["body"]["seq"], seq);
-        }
-        assert!(
-            matches!(close, Ok(crate::protocol::frame::HeaderParse::Complete { header, .. }) if header.opcode == OpCode::Close),
-            "{close:?}"
+        let talking = outbox();
+        talking.authenticate(|| 1, &metrics);
+        let beat = talking.lock().next_ping.unwrap();
+        // A late round sends the PING; the next one stays on the beat.
+        talking.tick(
+            beat + Duration::from_secs(2),
+            Duration::from_secs(65),
+            &metrics,
         );
+        let queue = talking.lock();
+        assert_eq!(text(queue.items.back().unwrap()), r#"{"code":476}"#);
+        assert_eq!(queue.next_ping, Some(beat + Duration::from_secs(30)));
     }
 }

@@ -12,6 +12,14 @@
 //! ([`super::online`]): the sessions that sent 10004 (a map by session id,
 //! so that a session that never subscribed costs nothing when it leaves)
 //! and, while there are any, the journal of ids coming and going.
+//!
+//! With several nodes (`--redis`) it also holds what the other nodes said
+//! is online on them, per node and per id with its session count, so that
+//! the count, the online list and its journal are of the ids online on any
+//! node, and a PEER knows which nodes to send to ([`Registry::route`]).
+//! The registry never talks to Redis: a [`LocalWatch`] is told, under the
+//! lock so that the order of changes is kept, each time the number of this
+//! node's sessions of an id changes; it only queues.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -40,16 +48,44 @@ impl GoingAway for Session {
     }
 }
 
+/// Told of every change in this node's sessions of an id, under the
+/// registry's lock (so it must not block: it queues).
+pub trait LocalWatch: Send + Sync {
+    /// `user` now has `sessions` sessions on this node (0: none).
+    fn sessions_changed(&self, user: &UserId, sessions: u32);
+}
+
+/// A node's name, as other nodes call it.
+pub type NodeName = Arc<str>;
+
 /// The online users and their sessions.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Registry {
     inner: Mutex<Inner>,
+    watch: OnceLock<Box<dyn LocalWatch>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("inner", &self.inner)
+            .field("watched", &self.watch.get().is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Its keys are the online ids.
+    /// This node's online ids and their sessions.
     users: HashMap<UserId, Vec<Arc<Session>>>,
+    /// The other nodes' online ids and how many sessions each has there.
+    remote: HashMap<NodeName, HashMap<UserId, u32>>,
+    /// On how many other nodes each id is online.
+    remote_ids: HashMap<UserId, u32>,
+    /// Sessions on the other nodes, in all.
+    remote_sessions: u64,
+    /// Ids online on any node.
+    online: usize,
     /// Ids that came and went this presence window; empty without subscribers.
     journal: Journal,
     /// The sessions subscribed to the online list, by session id.
@@ -61,6 +97,76 @@ impl Inner {
         if !self.subscribers.is_empty() {
             self.journal.record(id, change);
         }
+    }
+
+    fn is_online(&self, id: &UserId) -> bool {
+        self.users.contains_key(id) || self.remote_ids.contains_key(id)
+    }
+
+    /// `id` was online (`was`) and is or is not now: count and journal
+    /// it. Returns whether it changed.
+    fn settle(&mut self, id: &UserId, was: bool) -> bool {
+        let now = self.is_online(id);
+        match (was, now) {
+            (false, true) => {
+                self.online += 1;
+                self.record(id, Change::Joined);
+            }
+            (true, false) => {
+                self.online -= 1;
+                // PROTOCOL.md: an id leaves only with its last session.
+                self.record(id, Change::Left);
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// `node` says `id` has `sessions` sessions there. Returns whether
+    /// the id came online or went offline.
+    fn set_remote(&mut self, node: &NodeName, id: &UserId, sessions: u32) -> bool {
+        let was = self.is_online(id);
+        let on_node = self.remote.entry(Arc::clone(node)).or_default();
+        let old = if sessions == 0 {
+            on_node.remove(id)
+        } else {
+            on_node.insert(id.clone(), sessions)
+        }
+        .unwrap_or(0);
+        self.remote_sessions = self.remote_sessions - u64::from(old) + u64::from(sessions);
+        match (old, sessions) {
+            (0, 0) => {}
+            (0, _) => *self.remote_ids.entry(id.clone()).or_insert(0) += 1,
+            (_, 0) => {
+                if let Some(nodes) = self.remote_ids.get_mut(id) {
+                    *nodes -= 1;
+                    if *nodes == 0 {
+                        self.remote_ids.remove(id);
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.settle(id, was)
+    }
+
+    fn sessions_changed(&self, watch: Option<&dyn LocalWatch>, user: &UserId) {
+        if let Some(watch) = watch {
+            let sessions = self.users.get(user).map_or(0, Vec::len);
+            watch.sessions_changed(user, u32::try_from(sessions).unwrap_or(u32::MAX));
+        }
+    }
+
+    fn online_ids(&self) -> Vec<UserId> {
+        let mut ids: Vec<UserId> = self.users.keys().cloned().collect();
+        ids.extend(
+            self.remote_ids
+                .keys()
+                .filter(|id| !self.users.contains_key(*id))
+                .cloned(),
+        );
+        ids.sort_unstable();
+        ids
     }
 }
 
@@ -97,16 +203,14 @@ impl Registry {
     /// online afterwards, and whether it changed.
     pub fn bind(&self, user: &UserId, session: &Arc<Session>) -> (usize, bool) {
         let mut inner = self.lock();
-        let before = inner.users.len();
+        let was = inner.is_online(user);
         let sessions = inner.users.entry(user.clone()).or_default();
         if !sessions.iter().any(|s| s.id == session.id) {
             sessions.push(Arc::clone(session));
+            inner.sessions_changed(self.watch.get().map(Box::as_ref), user);
         }
-        let after = inner.users.len();
-        if after != before {
-            inner.record(user, Change::Joined);
-        }
-        (after, after != before)
+        let changed = inner.settle(user, was);
+        (inner.online, changed)
     }
 
     /// Remove `session`, wherever it is. Returns whether a user went offline.
@@ -119,14 +223,16 @@ impl Registry {
         let Some(sessions) = inner.users.get_mut(user) else {
             return false;
         };
+        let before = sessions.len();
         sessions.retain(|s| s.id != session.id);
+        if sessions.len() == before {
+            return false;
+        }
         if sessions.is_empty() {
             inner.users.remove(user);
-            // PROTOCOL.md: an id leaves only with its last session.
-            inner.record(user, Change::Left);
-            return true;
         }
-        false
+        inner.sessions_changed(self.watch.get().map(Box::as_ref), user);
+        inner.settle(user, true)
     }
 
     /// Subscribe `session` to the online list (again, if it was): the
@@ -143,11 +249,10 @@ impl Registry {
         if !online.is_some_and(|sessions| sessions.iter().any(|s| s.id == session.id)) {
             return Err(SubscribeRefusal::NotOnline);
         }
-        if inner.users.len() > list_max {
+        if inner.online > list_max {
             return Err(SubscribeRefusal::TooMany);
         }
-        let mut ids: Vec<UserId> = inner.users.keys().cloned().collect();
-        ids.sort_unstable();
+        let ids = inner.online_ids();
         let from = inner.journal.position();
         inner.subscribers.insert(
             session.id,
@@ -161,7 +266,7 @@ impl Registry {
     pub fn end_window(&self, list_max: usize) -> Window {
         let mut inner = self.lock();
         let journal = inner.journal.take();
-        let online = inner.users.len();
+        let online = inner.online;
         let mut due = Vec::new();
         for (session, subscription) in inner.subscribers.values_mut() {
             match subscription.window_end(online, list_max) {
@@ -169,11 +274,10 @@ impl Registry {
                 other => due.push((Arc::clone(session), other)),
             }
         }
-        let list = due.iter().any(|(_, due)| *due == Due::FreshList).then(|| {
-            let mut ids: Vec<UserId> = inner.users.keys().cloned().collect();
-            ids.sort_unstable();
-            ids
-        });
+        let list = due
+            .iter()
+            .any(|(_, due)| *due == Due::FreshList)
+            .then(|| inner.online_ids());
         Window {
             online,
             journal,
@@ -187,31 +291,112 @@ impl Registry {
         self.lock().users.get(user).cloned().unwrap_or_default()
     }
 
-    /// Every authenticated session.
+    /// Every authenticated session on this node.
     pub fn all_sessions(&self) -> Vec<Arc<Session>> {
         self.lock().users.values().flatten().cloned().collect()
     }
 
-    /// How many distinct users are online and every authenticated session,
-    /// read under one lock so that the count is the count of those sessions.
+    /// How many distinct users are online (on any node) and every
+    /// authenticated session of this node, read under one lock so that
+    /// the count includes those sessions.
     pub fn count_and_sessions(&self) -> (usize, Vec<Arc<Session>>) {
         let inner = self.lock();
         (
-            inner.users.len(),
+            inner.online,
             inner.users.values().flatten().cloned().collect(),
         )
     }
 
-    /// How many distinct users are online.
+    /// How many distinct users are online, on any node.
     pub fn user_count(&self) -> usize {
-        self.lock().users.len()
+        self.lock().online
     }
 
-    /// The online user ids, sorted.
+    /// The ids online on any node, sorted.
     pub fn user_ids(&self) -> Vec<UserId> {
-        let mut ids: Vec<UserId> = self.lock().users.keys().cloned().collect();
-        ids.sort();
-        ids
+        self.lock().online_ids()
+    }
+
+    /// Where `user` is: its sessions on this node, and the other nodes it
+    /// is online on with its session count there.
+    pub fn route(&self, user: &UserId) -> (Vec<Arc<Session>>, Vec<(NodeName, u32)>) {
+        let inner = self.lock();
+        let local = inner.users.get(user).cloned().unwrap_or_default();
+        let remote = if inner.remote_ids.contains_key(user) {
+            inner
+                .remote
+                .iter()
+                .filter_map(|(node, users)| users.get(user).map(|n| (Arc::clone(node), *n)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        (local, remote)
+    }
+
+    /// Every authenticated session on this node, and how many there are
+    /// on the other nodes.
+    pub fn everyone(&self) -> (Vec<Arc<Session>>, u64) {
+        let inner = self.lock();
+        (
+            inner.users.values().flatten().cloned().collect(),
+            inner.remote_sessions,
+        )
+    }
+
+    /// Tell `watch` of every change in this node's sessions from now on.
+    /// Set once; later calls are ignored.
+    pub fn watch(&self, watch: Box<dyn LocalWatch>) {
+        let _ = self.watch.set(watch);
+    }
+
+    /// This node's ids and session counts, handed to `with` under the
+    /// lock, so that what it does is ordered with [`LocalWatch`] calls.
+    pub fn local_snapshot<R>(&self, with: impl FnOnce(Vec<(UserId, u32)>) -> R) -> R {
+        let inner = self.lock();
+        let users = inner
+            .users
+            .iter()
+            .map(|(id, sessions)| {
+                let n = u32::try_from(sessions.len()).unwrap_or(u32::MAX);
+                (id.clone(), n)
+            })
+            .collect();
+        with(users)
+    }
+
+    /// `node` now has `sessions` sessions of `user`. Returns whether the
+    /// online count changed.
+    pub fn set_remote(&self, node: &NodeName, user: &UserId, sessions: u32) -> bool {
+        self.lock().set_remote(node, user, sessions)
+    }
+
+    /// `node` has exactly `users` online (an empty list forgets the node).
+    /// Returns whether the online count changed.
+    pub fn replace_remote(&self, node: &NodeName, users: &[(UserId, u32)]) -> bool {
+        let mut inner = self.lock();
+        let gone: Vec<UserId> = match inner.remote.get(node) {
+            Some(old) => {
+                let kept: std::collections::HashSet<&UserId> =
+                    users.iter().map(|(id, _)| id).collect();
+                old.keys()
+                    .filter(|id| !kept.contains(id))
+                    .cloned()
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        let mut changed = false;
+        for id in &gone {
+            changed |= inner.set_remote(node, id, 0);
+        }
+        for (id, sessions) in users {
+            changed |= inner.set_remote(node, id, *sessions);
+        }
+        if users.is_empty() {
+            inner.remote.remove(node);
+        }
+        changed
     }
 }
 
@@ -247,6 +432,60 @@ mod tests {
         assert!(!r.remove(&a2), "removing twice is harmless");
         assert_eq!(r.user_count(), 1);
         assert_eq!(r.user_ids(), vec![UserId::new("bob").unwrap()]);
+    }
+
+    #[test]
+    fn remote_ids_count_once_with_local_ones_and_route_to_their_nodes() {
+        let r = Registry::default();
+        let (n1, n2): (NodeName, NodeName) = ("n1".into(), "n2".into());
+        let a = session(1, "alice");
+        let alice = a.user.get().unwrap().clone();
+        let bob = UserId::new("bob").unwrap();
+        assert_eq!(r.bind(&alice, &a), (1, true));
+        assert!(!r.set_remote(&n1, &alice, 2), "alice was online already");
+        assert!(r.set_remote(&n1, &bob, 1));
+        assert!(!r.set_remote(&n2, &bob, 3));
+        assert_eq!(r.user_count(), 2);
+        assert_eq!(r.user_ids(), vec![alice.clone(), bob.clone()]);
+        let (local, mut remote) = r.route(&bob);
+        remote.sort();
+        assert!(local.is_empty());
+        assert_eq!(remote, vec![(n1.clone(), 1), (n2.clone(), 3)]);
+        assert_eq!(r.everyone().1, 6);
+        assert!(!r.remove(&a), "alice is still online on n1");
+        assert!(r.replace_remote(&n1, &[(bob.clone(), 1)]));
+        assert_eq!(r.user_ids(), vec![bob.clone()], "alice left with n1's list");
+        assert!(!r.replace_remote(&n1, &[]));
+        assert!(r.replace_remote(&n2, &[]), "bob's last node is gone");
+        assert_eq!((r.user_count(), r.everyone().1), (0, 0));
+    }
+
+    #[test]
+    fn the_watch_hears_each_change_of_local_session_counts() {
+        #[derive(Default)]
+        struct Heard(Mutex<Vec<(String, u32)>>);
+        impl LocalWatch for Arc<Heard> {
+            fn sessions_changed(&self, user: &UserId, sessions: u32) {
+                self.0.lock().unwrap().push((user.to_string(), sessions));
+            }
+        }
+        let heard = Arc::new(Heard::default());
+        let r = Registry::default();
+        r.watch(Box::new(Arc::clone(&heard)));
+        let (a1, a2) = (session(1, "alice"), session(2, "alice"));
+        let alice = a1.user.get().unwrap().clone();
+        r.bind(&alice, &a1);
+        r.bind(&alice, &a2);
+        r.bind(&alice, &a2);
+        r.remove(&a1);
+        r.remove(&a1);
+        r.remove(&a2);
+        let heard = heard.0.lock().unwrap().clone();
+        let expected = [("alice", 1), ("alice", 2), ("alice", 1), ("alice", 0)];
+        let expected: Vec<(String, u32)> =
+            expected.iter().map(|(u, n)| (u.to_string(), *n)).collect();
+        assert_eq!(heard, expected);
+        assert_eq!(r.local_snapshot(|users| users.len()), 0);
     }
 
     /// The window's net change, as `(joined, left)` names.

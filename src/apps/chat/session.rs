@@ -3,26 +3,26 @@
 //! decides what the request does; this shell carries that out against the
 //! registry, the outboxes and the connection.
 //! Everything it sends goes through the session's [`Outbox`], so its replies
-//! and the messages other threads queue for it leave in one order.
+//! and the messages other threads send it leave in one order.
 //!
-//! Timers (PROTOCOL.md "Heartbeat and closing") are the reader's read
-//! timeout: before AUTH it is the `--auth-timeout` deadline (close 4001);
-//! after, two heartbeat intervals plus 5 s since the last sign of life
-//! (close 4000); after a Close is sent, the RFC 6455 closing handshake's
-//! bounded wait. A connection the protocol core failed (RFC 6455 7.1.7) is
-//! not read any more: its last bytes and its lingering close share
+//! The reader holds nothing while it waits for the client: the connection
+//! lives in the outbox, and the reader takes it only to process what
+//! arrived, so the timer and the shutdown can close the session through
+//! it meanwhile. The reader keeps no timers of its own (PROTOCOL.md
+//! "Heartbeat and closing"): the AUTH deadline (4001), the silence limit
+//! (4000) and the end of a closing handshake are the chat's timer thread's
+//! (`super::timer`). A connection the protocol core failed (RFC 6455 7.1.7)
+//! is not read any more: its last bytes and its lingering close share
 //! [`FAILED_LINGER`].
 
-use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::io::app::Context as ServerContext;
 use crate::io::live::LiveEntry;
 use crate::io::metrics::Metrics;
-use crate::io::threads::ThreadCount;
+use crate::io::socket::Socket;
 use crate::io::transport::{self, ReadOutcome, CLOSE_TIMEOUT, FAILED_LINGER};
 use crate::protocol::deflate::Agreement;
 use crate::protocol::{CloseCode, Config, Connection, Event, Message, ProtocolError, State};
@@ -31,10 +31,27 @@ use super::message::{self, codes, MessageTemplate, UserId};
 use super::outbox::{Enqueued, Outbox};
 use super::registry::{Session, SubscribeRefusal};
 use super::step::{self, Action, Context, Deliver, RateLimit};
-use super::{unix_millis, Hub};
+use super::{unix_millis, Hub, Reach};
 
-/// Grace added to two heartbeat intervals before a silent session is closed.
-pub const HEARTBEAT_GRACE: Duration = Duration::from_secs(5);
+/// Bytes the reader waits for on its own stack: an idle session costs no
+/// heap for its reads; only what arrives is copied into the connection.
+const READ_BUFFER: usize = 1024;
+
+/// Wait for bytes from the client, holding nothing, and give them to the
+/// connection. A function of its own, never inlined, so that its read
+/// buffer is off the stack before the processing that follows grows it:
+/// an idle session's stack stays at the pages that processing touches.
+#[inline(never)]
+fn read_into_connection(stream: &Socket, outbox: &Outbox, metrics: &Metrics) -> ReadOutcome {
+    let mut buffer = [0u8; READ_BUFFER];
+    let (outcome, n) = transport::read_bytes(stream, &mut buffer, metrics);
+    if let ReadOutcome::Data = outcome {
+        // PROTOCOL.md: "Every frame from the client counts as life."
+        outbox.sign_of_life();
+        outbox.connection().receive(&buffer[..n]);
+    }
+    outcome
+}
 
 /// The reader's view of its session.
 struct Reader<'a> {
@@ -42,78 +59,73 @@ struct Reader<'a> {
     hub: &'a Hub,
     metrics: &'a Metrics,
     session: Arc<Session>,
-    conn: Connection,
     rate: RateLimit,
 }
 
 /// Run an upgraded `/ws` connection until it ends.
 pub fn run(
-    stream: TcpStream,
+    stream: Socket,
     leftover: &[u8],
     deflate: Option<Agreement>,
     shared: &Arc<ServerContext>,
     hub: &Hub,
 ) {
     let config = &shared.config;
-    let session = Arc::new(Session {
-        id: hub.next_session_id(),
-        user: OnceLock::new(),
-        outbox: Outbox::new(config.max_queue, config.presence_interval, config.heartbeat),
-    });
-    // The writer shares the reader's socket: one descriptor per session.
+    let session = new_session(shared, hub, &stream, deflate);
     let stream = Arc::new(stream);
-    let mut end = match SessionEnd::begin(shared, hub, &session, &stream) {
-        Ok(end) => end,
-        Err(e) => {
-            // No writer (the thread limits of docs/operations.md): say so
-            // on the socket directly and give up.
-            eprintln!("socketbox: cannot spawn a session writer thread: {e}");
-            let mut conn = Connection::new(Config::default());
-            transport::close(
-                &mut conn,
-                CloseCode::INTERNAL_ERROR,
-                "server busy",
-                &shared.metrics,
-            );
-            let _ = transport::flush(&stream, &mut conn, &shared.metrics);
-            transport::linger_close(&stream);
-            return;
-        }
-    };
+    let mut end = SessionEnd::begin(shared, hub, &session, &stream);
     let mut reader = Reader {
         shared,
         hub,
         metrics: &shared.metrics,
         session: Arc::clone(&session),
-        conn: Connection::new(Config {
-            max_message: config.max_message,
-        }),
         rate: RateLimit::new(config.rate_limit, Instant::now()),
     };
-    if config.trace {
-        reader
-            .conn
-            .trace_frames(&transport::trace_label(&stream, "/ws"));
-    }
-    #[cfg(feature = "deflate")]
-    if let Some(agreement) = deflate {
-        use_deflate(&mut reader.conn, &session.outbox, agreement, config);
-    }
-    #[cfg(not(feature = "deflate"))]
-    let _ = deflate;
-    reader.conn.receive(leftover);
-    reader.read_loop(&stream);
-    if reader.conn.state() == State::Failed {
+    if reader.read_loop(&stream, leftover) == State::Failed {
         end.failed_at = Some(Instant::now());
     }
 }
 
-/// permessage-deflate on a session: the reader inflates, MESSAGEs go out
-/// compressed through the outbox. Frames leave by two paths (the reader's
-/// own replies, the outbox's MESSAGEs) that the client inflates as one
-/// stream, so the server never compresses with context takeover here, as
-/// RFC 7692 7.1.1.1 lets it ("the server MAY" reset its context for each
-/// message even when allowed not to).
+/// A session and its connection, built on the heap. Never inlined: the
+/// structures pass through this frame, which is gone before the reader's
+/// deepest call, so an idle session's stack keeps fewer pages.
+#[inline(never)]
+fn new_session(
+    shared: &ServerContext,
+    hub: &Hub,
+    stream: &Socket,
+    deflate: Option<Agreement>,
+) -> Arc<Session> {
+    let config = &shared.config;
+    let session = Arc::new(Session {
+        id: hub.next_session_id(),
+        user: OnceLock::new(),
+        outbox: Outbox::new(config.max_queue, config.presence_interval, config.heartbeat),
+    });
+    {
+        let mut conn = session.outbox.connection();
+        *conn = Connection::new(Config {
+            max_message: config.max_message,
+        });
+        if config.trace {
+            conn.trace_frames(&transport::trace_label(stream, "/ws"));
+        }
+        #[cfg(feature = "deflate")]
+        if let Some(agreement) = deflate {
+            use_deflate(&mut conn, &session.outbox, agreement, config);
+        }
+        #[cfg(not(feature = "deflate"))]
+        let _ = deflate;
+    }
+    session
+}
+
+/// permessage-deflate on a session: the connection inflates what arrives,
+/// the outbox compresses MESSAGEs and long replies. Frames leave by more
+/// than one path (the connection's output, the outbox's own items) that
+/// the client inflates as one stream, so the server never compresses with
+/// context takeover here, as RFC 7692 7.1.1.1 lets it (a server may always
+/// refer back less than it is allowed to).
 #[cfg(feature = "deflate")]
 fn use_deflate(
     conn: &mut Connection,
@@ -132,13 +144,12 @@ fn use_deflate(
 /// The end of a session, however it ends: as a drop guard it also runs
 /// while a panicking reader unwinds, so that a bug in one session can
 /// leave no stale registry entry (PEER to it would be queued forever) and
-/// no writer thread waiting on its condition variable forever.
+/// no timer entry.
 struct SessionEnd<'a> {
     shared: &'a ServerContext,
     hub: &'a Hub,
     session: &'a Session,
-    stream: &'a TcpStream,
-    writer: Option<thread::JoinHandle<()>>,
+    stream: &'a Socket,
     /// When the protocol core failed the connection, if it did.
     failed_at: Option<Instant>,
     /// Dropped last, after the fields above: the shutdown waits for it.
@@ -146,50 +157,35 @@ struct SessionEnd<'a> {
 }
 
 impl<'a> SessionEnd<'a> {
-    /// Start the session's writer thread, count the session and register it
-    /// for the shutdown. Fails only when no thread can be spawned.
+    /// Connect the session's outbox to its socket, hand the session to the
+    /// timer, count it and register it for the shutdown.
     fn begin(
         shared: &'a Arc<ServerContext>,
         hub: &'a Hub,
         session: &'a Arc<Session>,
-        stream: &'a Arc<TcpStream>,
-    ) -> std::io::Result<Self> {
-        if !shared.thread_available() {
-            return Err(std::io::Error::other("connection thread budget reached"));
-        }
-        let writer = {
-            let session = Arc::clone(session);
-            let shared = Arc::clone(shared);
-            let stream = Arc::clone(stream);
-            let trace = (shared.config.trace).then(|| transport::trace_label(&stream, "/ws"));
-            thread::Builder::new()
-                .name("ws-writer".into())
-                .stack_size(shared.config.thread_stack)
-                .spawn(move || {
-                    let _thread = ThreadCount::enter(&shared.metrics);
-                    session
-                        .outbox
-                        .run_writer(&stream, trace.as_deref(), &shared.metrics);
-                })?
-        };
-        if !shared.config.trace {
-            session.outbox.allow_write_through(Arc::clone(stream));
-        }
+        stream: &'a Arc<Socket>,
+    ) -> Self {
+        session.outbox.attach(
+            Arc::clone(stream),
+            Arc::downgrade(session),
+            shared,
+            hub.drainers(shared.config.connection_stack()),
+        );
+        hub.timers.add(session);
         shared.metrics.sessions.fetch_add(1, Relaxed);
         let live = shared.live.register(
             Arc::clone(session) as Arc<dyn crate::io::live::GoingAway>,
             Arc::clone(stream),
             &shared.metrics,
         );
-        Ok(SessionEnd {
+        SessionEnd {
             shared,
             hub,
             session,
             stream,
-            writer: Some(writer),
             failed_at: None,
             _live: live,
-        })
+        }
     }
 }
 
@@ -197,18 +193,16 @@ impl Drop for SessionEnd<'_> {
     fn drop(&mut self) {
         let metrics = &self.shared.metrics;
         self.hub.leave(self.session, metrics);
+        self.hub.timers.remove(self.session.id);
         self.session.outbox.finish();
         let deadline = match self.failed_at {
             Some(failed_at) => failed_at + FAILED_LINGER,
             None => Instant::now() + CLOSE_TIMEOUT,
         };
-        if !self.session.outbox.wait_for_writer(deadline) {
-            // What is left is for a peer that does not read: shutting the
-            // socket down ends the write that waits for it.
-            let _ = self.stream.shutdown(Shutdown::Both);
-        }
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
+        if !self.session.outbox.wait_until_drained(deadline) {
+            // What is left is for a peer that does not read: cutting the
+            // connection off ends the write that waits for it.
+            transport::cut_off(self.stream);
         }
         metrics.sessions.fetch_sub(1, Relaxed);
         if !self.session.outbox.was_dropped() {
@@ -221,67 +215,63 @@ impl Drop for SessionEnd<'_> {
 }
 
 impl Reader<'_> {
-    fn read_loop(&mut self, stream: &TcpStream) {
-        let config = &self.shared.config;
-        let auth_deadline = Instant::now() + config.auth_timeout;
-        let silence_limit = config.heartbeat * 2 + HEARTBEAT_GRACE;
-        let mut last_life = Instant::now();
-        let mut close_deadline: Option<Instant> = None;
+    /// Read and process until the connection is closed, failed or cut
+    /// off; returns the connection's last state.
+    fn read_loop(&mut self, stream: &Socket, leftover: &[u8]) -> State {
+        let session = Arc::clone(&self.session);
+        {
+            let mut conn = session.outbox.connection();
+            conn.receive(leftover);
+            if !self.process(&mut conn) {
+                return conn.state();
+            }
+        }
         loop {
-            self.handle_events();
-            if self.flush().is_err() || matches!(self.conn.state(), State::Closed | State::Failed) {
-                return;
-            }
-            if self.conn.state() != State::Open {
-                // A Close was sent or received: no message can reach this
-                // session any more, so it is no longer online.
-                self.hub.leave(&self.session, self.metrics);
-            }
-            let now = Instant::now();
-            let deadline = match (self.conn.state(), self.session.user.get()) {
-                (State::Open, None) => auth_deadline,
-                (State::Open, Some(_)) => last_life + silence_limit,
-                _ => *close_deadline.get_or_insert(now + CLOSE_TIMEOUT),
-            };
-            if now >= deadline {
-                match self.conn.state() {
-                    State::Open if self.session.user.get().is_none() => {
-                        self.close(codes::CLOSE_AUTH_TIMEOUT, "no AUTH in time");
+            match read_into_connection(stream, &session.outbox, self.metrics) {
+                ReadOutcome::Data => {
+                    let mut conn = session.outbox.connection();
+                    if !self.process(&mut conn) {
+                        return conn.state();
                     }
-                    State::Open => self.close(codes::CLOSE_HEARTBEAT_TIMEOUT, "no sign of life"),
-                    _ => return,
                 }
-                continue;
-            }
-            if stream.set_read_timeout(Some(deadline - now)).is_err() {
-                return;
-            }
-            match transport::read_into(stream, &mut self.conn, self.metrics) {
-                // PROTOCOL.md: "Every frame from the client counts as life."
-                ReadOutcome::Data => last_life = Instant::now(),
+                // No read timeout is set: this is a sender's write-through,
+                // which switches the descriptor to non-blocking for an
+                // instant (`transport::write_without_blocking`).
                 ReadOutcome::TimedOut => {}
-                ReadOutcome::Eof | ReadOutcome::Failed => return,
-            }
-            if self.session.outbox.was_dropped() {
-                return;
+                ReadOutcome::Eof | ReadOutcome::Failed => {
+                    return session.outbox.connection().state();
+                }
             }
         }
     }
 
-    fn close(&mut self, code: CloseCode, reason: &str) {
-        transport::close(&mut self.conn, code, reason, self.metrics);
+    /// Carry out what arrived; false once nothing more is to be read.
+    fn process(&mut self, conn: &mut Connection) -> bool {
+        self.handle_events(conn);
+        if self.flush(conn).is_err() {
+            return true;
+        }
+        match conn.state() {
+            State::Closed | State::Failed => return false,
+            // A Close was sent or received: no message can reach this
+            // session any more, so it is no longer online.
+            State::CloseSent => self.hub.leave(&self.session, self.metrics),
+            State::Open => {}
+        }
+        if conn.is_between_messages() {
+            conn.release_idle_buffers();
+        }
+        true
+    }
+
+    fn close(&mut self, conn: &mut Connection, code: CloseCode, reason: &str) {
+        transport::close(conn, code, reason, self.metrics);
     }
 
     /// Move the connection's own output (pongs, Close frames) to the outbox.
-    fn flush(&mut self) -> Result<(), ()> {
-        transport::trace_received(&mut self.conn);
-        let closing = self.conn.state() != State::Open;
-        let bytes = self.conn.take_output();
-        match self
-            .session
-            .outbox
-            .send_frames(bytes, closing, self.metrics)
-        {
+    fn flush(&mut self, conn: &mut Connection) -> Result<(), ()> {
+        transport::trace_received(conn);
+        match self.session.outbox.hand_over(conn, self.metrics) {
             Enqueued::Overflowed => {
                 self.hub.leave(&self.session, self.metrics);
                 Err(())
@@ -290,14 +280,14 @@ impl Reader<'_> {
         }
     }
 
-    fn handle_events(&mut self) {
+    fn handle_events(&mut self, conn: &mut Connection) {
         loop {
-            match self.conn.next_event() {
+            match conn.next_event() {
                 Ok(Some(Event::Message(Message::Text(text)))) => {
                     self.metrics.messages_in.fetch_add(1, Relaxed);
-                    // --trace: the frame before the replies the writer prints.
-                    transport::trace_received(&mut self.conn);
-                    self.request(&text);
+                    // --trace: the frame before the replies.
+                    transport::trace_received(conn);
+                    self.request(conn, &text);
                 }
                 Ok(Some(Event::Message(Message::Binary(_)))) => {
                     // PROTOCOL.md: "A binary message on /ws is closed with 1003."
@@ -307,14 +297,19 @@ impl Reader<'_> {
                     // endpoint that understands only text data MAY send this
                     // if it receives a binary message"), so the client's
                     // Close is awaited as after any Close.
-                    self.conn.trace_note(|| "closing with 1003".to_owned());
+                    conn.trace_note(|| "closing with 1003".to_owned());
                     self.close(
+                        conn,
                         CloseCode::UNSUPPORTED_DATA,
                         "binary messages are not part of the SocketBox protocol",
                     );
                 }
                 Ok(Some(Event::Close(_))) => {
-                    self.session.outbox.close_received(&self.conn, self.metrics)
+                    // Counted when it began the closing handshake: every
+                    // Close of ours goes through the connection, so it knows.
+                    if let Some(code) = conn.peer_began_closing() {
+                        self.metrics.close_received(code.0);
+                    }
                 }
                 Ok(Some(Event::Ping(_) | Event::Pong(_))) => {}
                 Ok(None) => return,
@@ -325,27 +320,27 @@ impl Reader<'_> {
                             codes::ERROR_TOO_LARGE,
                             &format!("message over {limit} bytes"),
                         );
-                        self.conn.send_text_before_close(&text);
+                        conn.send_text_before_close(&text);
                     }
                     self.metrics.close_sent(error.close_code().0);
                 }
             }
-            if self.flush().is_err() {
+            if self.flush(conn).is_err() {
                 return;
             }
         }
     }
 
-    fn reply(&mut self, text: &str) {
-        self.conn.trace_note(|| format!("replied {text}"));
+    fn reply(&mut self, conn: &mut Connection, text: &str) {
+        conn.trace_note(|| format!("replied {text}"));
         if self.session.outbox.send_text(text, self.metrics) == Enqueued::Overflowed {
             self.hub.leave(&self.session, self.metrics);
         }
     }
 
     /// One SocketBox request: [`step::text`] decides, this carries it out.
-    fn request(&mut self, text: &str) {
-        if self.conn.state() != State::Open {
+    fn request(&mut self, conn: &mut Connection, text: &str) {
+        if conn.state() != State::Open {
             return;
         }
         let context = Context {
@@ -357,22 +352,23 @@ impl Reader<'_> {
             hub: self.hub,
             metrics: self.metrics,
             session: &self.session,
-            conn: &mut self.conn,
+            conn,
         };
         let user = self.session.user.get();
-        for action in step::text(user, &mut self.rate, text, &context, &mut routes) {
+        let actions = step::text(user, &mut self.rate, text, &context, &mut routes);
+        for action in actions {
             match action {
-                Action::Reply(text) => self.reply(&text),
-                Action::Bind(id) => self.bind(id),
-                Action::Subscribe => self.subscribe(),
-                Action::Close(code, reason) => self.close(code, reason),
+                Action::Reply(text) => self.reply(conn, &text),
+                Action::Bind(id) => self.bind(conn, id),
+                Action::Subscribe => self.subscribe(conn),
+                Action::Close(code, reason) => self.close(conn, code, reason),
             }
         }
     }
 
     /// Bind the session to `id`: registered, then SYSTEM 20002 true and
-    /// 20001 queued together by the outbox.
-    fn bind(&mut self, id: UserId) {
+    /// 20001 sent together by the outbox.
+    fn bind(&mut self, conn: &mut Connection, id: UserId) {
         let _ = self.session.user.set(id.clone());
         let mut changed = false;
         let authenticated = self.session.outbox.authenticate(
@@ -383,8 +379,7 @@ impl Reader<'_> {
             },
             self.metrics,
         );
-        self.conn
-            .trace_note(|| format!("authenticated as {id}: SYSTEM 20002 true, 20001 queued"));
+        conn.trace_note(|| format!("authenticated as {id}: SYSTEM 20002 true, 20001 queued"));
         if authenticated == Enqueued::Overflowed {
             // Bound, then dropped at once: a --max-queue too small for two replies.
             self.hub.leave(&self.session, self.metrics);
@@ -398,16 +393,19 @@ impl Reader<'_> {
 impl Reader<'_> {
     /// 10004 from a bound session: SYSTEM 20004 from the hub, or ERROR
     /// 40003 when more ids are online than `--presence-list-max`.
-    fn subscribe(&mut self) {
+    fn subscribe(&mut self, conn: &mut Connection) {
         let list_max = self.shared.config.presence_list_max;
         match self.hub.subscribe(&self.session, list_max, self.metrics) {
-            Ok(()) => self
-                .conn
-                .trace_note(|| "subscribed to the online list: SYSTEM 20004 queued".to_owned()),
-            Err(SubscribeRefusal::TooMany) => self.reply(&message::error(
-                codes::ERROR_LIST_TOO_LONG,
-                &format!("the online list is over {list_max} ids: ask again later"),
-            )),
+            Ok(()) => {
+                conn.trace_note(|| "subscribed to the online list: SYSTEM 20004 queued".to_owned())
+            }
+            Err(SubscribeRefusal::TooMany) => self.reply(
+                conn,
+                &message::error(
+                    codes::ERROR_LIST_TOO_LONG,
+                    &format!("the online list is over {list_max} ids: ask again later"),
+                ),
+            ),
             // Left the registry (closing, or dropped): nothing more to say.
             Err(SubscribeRefusal::NotOnline) => {}
         }
@@ -423,18 +421,20 @@ struct Routes<'a> {
 }
 
 impl Deliver for Routes<'_> {
-    fn to_user(&mut self, to: &UserId, template: Arc<MessageTemplate>) -> usize {
-        let recipients = self.hub.registry.sessions_of(to);
-        let delivered = self.hub.deliver(&template, &recipients, self.metrics);
-        self.conn
-            .trace_note(|| format!("MESSAGE 30001 queued for {delivered} session(s) of {to}"));
-        delivered
+    fn to_user(&mut self, to: &UserId, template: Arc<MessageTemplate>) -> Reach {
+        let reach = self.hub.send_to_user(to, &template, self.metrics);
+        self.conn.trace_note(|| match reach {
+            Reach::Delivered(n) => format!("MESSAGE 30001 queued for {n} session(s) of {to}"),
+            Reach::NotOnline => format!("MESSAGE 30001 queued for 0 session(s) of {to}"),
+            Reach::Unreachable => format!("MESSAGE 30001 for {to}: another node is out of reach"),
+        });
+        reach
     }
 
     fn to_others(&mut self, template: Arc<MessageTemplate>) -> usize {
-        let mut recipients = self.hub.registry.all_sessions();
-        recipients.retain(|s| s.id != self.session.id);
-        let delivered = self.hub.deliver(&template, &recipients, self.metrics);
+        let delivered = self
+            .hub
+            .send_to_everyone(Some(self.session.id), &template, self.metrics);
         self.conn
             .trace_note(|| format!("MESSAGE 30002 queued for {delivered} other session(s)"));
         delivered
@@ -446,10 +446,12 @@ mod tests {
     use super::*;
     use crate::io::config::ServerConfig;
     use std::io::Read;
-    use std::net::{Shutdown, TcpListener};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::thread;
+    use std::time::Duration;
 
     /// A reader that panics (a bug; no input can make it panic on purpose)
-    /// still takes its session out of the registry, stops its writer thread
+    /// still takes its session out of the registry and the timer's list
     /// and closes its socket, because [`SessionEnd`] runs while unwinding.
     #[test]
     fn a_panicking_reader_still_ends_its_session() {
@@ -472,9 +474,8 @@ mod tests {
         let reader_session = Arc::clone(&session);
         let reader_hub = Arc::clone(&hub);
         let reader = thread::spawn(move || {
-            let stream = Arc::new(accepted);
-            let _end =
-                SessionEnd::begin(&reader_shared, &reader_hub, &reader_session, &stream).unwrap();
+            let stream = Arc::new(Socket::plain(accepted));
+            let _end = SessionEnd::begin(&reader_shared, &reader_hub, &reader_session, &stream);
             assert_eq!(reader_shared.metrics.sessions.load(Relaxed), 1);
             panic!("a bug in the reader");
         });
@@ -484,7 +485,7 @@ mod tests {
 
         assert!(hub.registry.sessions_of(&alice).is_empty());
         assert_eq!(shared.metrics.sessions.load(Relaxed), 0);
-        assert_eq!(shared.metrics.threads.load(Relaxed), 0, "writer ended");
+        assert_eq!(shared.metrics.threads.load(Relaxed), 0, "no thread left");
         assert!(shared.live.wait_until_empty(Duration::ZERO));
         client
             .set_read_timeout(Some(Duration::from_secs(10)))

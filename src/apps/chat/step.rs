@@ -15,6 +15,7 @@ use crate::protocol::CloseCode;
 
 use super::message::{self, codes, ClientMessage, MessageTemplate, RequestError, UserId};
 use super::token;
+use super::Reach;
 
 /// What a request asks of its session, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,9 +35,10 @@ pub enum Action {
 
 /// The registry lookups a request needs: delivering a MESSAGE to others.
 pub trait Deliver {
-    /// Queue `template` to every session of `to`; returns how many took it
-    /// (a closing session, or one dropped by this very message, took nothing).
-    fn to_user(&mut self, to: &UserId, template: Arc<MessageTemplate>) -> usize;
+    /// Queue `template` to every session of `to`, on any node; says how
+    /// many took it (a closing session, or one dropped by this very
+    /// message, took nothing), or that it needed a node out of reach.
+    fn to_user(&mut self, to: &UserId, template: Arc<MessageTemplate>) -> Reach;
     /// Queue `template` to every authenticated session but this one;
     /// returns how many took it.
     fn to_others(&mut self, template: Arc<MessageTemplate>) -> usize;
@@ -140,13 +142,18 @@ pub fn request(
         }
         ClientMessage::Presence => vec![Action::Subscribe],
         ClientMessage::Peer { to, data } => {
-            if deliver.to_user(&to, template(codes::MESSAGE_PEER, Some(&to), &data)) == 0 {
-                vec![Action::Reply(message::error(
+            match deliver.to_user(&to, template(codes::MESSAGE_PEER, Some(&to), &data)) {
+                Reach::Delivered(_) => Vec::new(),
+                Reach::NotOnline => vec![Action::Reply(message::error(
                     codes::ERROR_NOT_ONLINE,
                     &format!("{to} is not online"),
-                ))]
-            } else {
-                Vec::new()
+                ))],
+                // PROTOCOL.md: 50300 "not delivered because another node
+                // could not be reached ... the client may retry".
+                Reach::Unreachable => vec![Action::Reply(message::error(
+                    codes::ERROR_NODE_UNREACHABLE,
+                    &format!("{to} may be on another node, which cannot be reached now: not delivered, try again"),
+                ))],
             }
         }
         ClientMessage::Broadcast { data } => {
@@ -221,18 +228,26 @@ mod tests {
         others: usize,
         /// `(recipient or None for a broadcast, rendered MESSAGE with seq 1)`.
         delivered: Vec<(Option<String>, Value)>,
+        /// The other nodes cannot be reached.
+        cut_off: bool,
     }
 
     impl Deliver for FakeRegistry {
-        fn to_user(&mut self, to: &UserId, template: Arc<MessageTemplate>) -> usize {
+        fn to_user(&mut self, to: &UserId, template: Arc<MessageTemplate>) -> Reach {
             self.delivered.push((
                 Some(to.as_str().to_owned()),
                 serde_json::from_str(&template.render(1)).unwrap(),
             ));
-            self.online
+            let sessions = self
+                .online
                 .iter()
                 .find(|(user, _)| *user == to.as_str())
-                .map_or(0, |(_, sessions)| *sessions)
+                .map_or(0, |(_, sessions)| *sessions);
+            match (sessions, self.cut_off) {
+                (0, true) => Reach::Unreachable,
+                (0, false) => Reach::NotOnline,
+                (n, _) => Reach::Delivered(n),
+            }
         }
 
         fn to_others(&mut self, template: Arc<MessageTemplate>) -> usize {
@@ -526,6 +541,21 @@ mod tests {
             );
             assert!(replies[0]["extend"]["mess"].as_str().unwrap().contains(to));
         }
+    }
+
+    #[test]
+    fn peer_that_needed_a_node_out_of_reach_is_50300() {
+        let mut registry = FakeRegistry {
+            cut_off: true,
+            ..FakeRegistry::default()
+        };
+        let request = r#"{"code":10002,"data":{"to":"bob"}}"#;
+        let replies = replies(&run(Some("alice"), request, None, &mut registry));
+        assert_eq!(replies.len(), 1);
+        assert_eq!(
+            codes_of(&replies[0]),
+            (codes::SERVER_ERROR, codes::ERROR_NODE_UNREACHABLE)
+        );
     }
 
     #[test]

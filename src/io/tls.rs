@@ -1,0 +1,496 @@
+//! TLS for every route (`--tls-cert`, `--tls-key`; cargo feature `tls`):
+//! TLS 1.3 (RFC 8446) and 1.2 (RFC 5246) by rustls with its `ring`
+//! provider. This module owns the certificate and key (read from PEM,
+//! checked to match, swapped on SIGHUP without touching open connections),
+//! the server handshake on the connection's own thread within
+//! `--handshake-timeout`, and the TLS session a [`Socket`] shares between
+//! the threads of one connection. How the session is shared and what a
+//! write means with TLS: `docs/architecture.md`, "TLS".
+
+use std::fmt;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use rustls::crypto::{ring, CryptoProvider};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{InconsistentKeys, ServerConnection};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::socket::Socket;
+
+/// Why a certificate and key cannot be used.
+#[derive(Debug)]
+pub enum TlsError {
+    /// A file could not be read.
+    Unreadable {
+        /// "certificate" or "key".
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: io::Error,
+    },
+    /// The certificate file holds no PEM certificate, or a broken one.
+    NoCertificate(PathBuf, String),
+    /// The key file holds no PEM private key (PKCS#8, PKCS#1 or SEC1), or
+    /// a broken one.
+    NoKey(PathBuf, String),
+    /// The key is of a kind the server cannot sign with.
+    UnsupportedKey(PathBuf, rustls::Error),
+    /// The key is not the certificate's.
+    Mismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
+    /// rustls refused the configuration or the certificate.
+    Rustls(rustls::Error),
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsError::Unreadable { what, path, error } => {
+                write!(f, "cannot read the TLS {what} {}: {error}", path.display())
+            }
+            TlsError::NoCertificate(path, why) => {
+                write!(f, "no PEM certificate in {} ({why})", path.display())
+            }
+            TlsError::NoKey(path, why) => write!(
+                f,
+                "no PEM private key (PKCS#8, PKCS#1 or SEC1) in {} ({why})",
+                path.display()
+            ),
+            TlsError::UnsupportedKey(path, error) => {
+                write!(f, "unusable TLS key {}: {error}", path.display())
+            }
+            TlsError::Mismatch { cert, key } => write!(
+                f,
+                "the TLS key {} does not match the certificate {}",
+                key.display(),
+                cert.display()
+            ),
+            TlsError::Rustls(error) => write!(f, "TLS: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+impl From<TlsError> for io::Error {
+    fn from(error: TlsError) -> io::Error {
+        io::Error::other(error.to_string())
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(ring::default_provider())
+}
+
+/// Read a certificate chain and its key from PEM files and check that they
+/// belong together.
+pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let read = |what, path: &Path| {
+        std::fs::read(path).map_err(|error| TlsError::Unreadable {
+            what,
+            path: path.to_owned(),
+            error,
+        })
+    };
+    let cert_pem = read("certificate", cert)?;
+    let key_pem = read("key", key)?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::NoCertificate(cert.to_owned(), e.to_string()))?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate(
+            cert.to_owned(),
+            "the file has no CERTIFICATE block".into(),
+        ));
+    }
+    let private = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| TlsError::NoKey(key.to_owned(), e.to_string()))?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(private)
+        .map_err(|e| TlsError::UnsupportedKey(key.to_owned(), e))?;
+    let certified = CertifiedKey::new(chain, signing);
+    match certified.keys_match() {
+        Ok(()) => Ok(certified),
+        Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
+            Err(TlsError::Mismatch {
+                cert: cert.to_owned(),
+                key: key.to_owned(),
+            })
+        }
+        Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => Ok(certified),
+        Err(error) => Err(TlsError::NoCertificate(cert.to_owned(), error.to_string())),
+    }
+}
+
+/// The certificate new handshakes present; swapped whole on reload, so a
+/// handshake sees the old pair or the new one, never half of each.
+#[derive(Debug)]
+struct Current {
+    cert: PathBuf,
+    key: PathBuf,
+    pair: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for Current {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(
+            &self.pair.read().unwrap_or_else(|p| p.into_inner()),
+        ))
+    }
+}
+
+/// The server's TLS side: its configuration and its current certificate.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    config: Arc<rustls::ServerConfig>,
+    current: Arc<Current>,
+}
+
+/// Why a TLS handshake did not complete.
+#[derive(Debug)]
+pub enum HandshakeError {
+    /// The client said nothing (or not enough) within the timeout.
+    TimedOut,
+    /// The client closed or reset the connection.
+    Closed,
+    /// The client spoke something that is not TLS, or TLS we refuse.
+    Refused(rustls::Error),
+}
+
+impl Tls {
+    /// Load the certificate and key: every start-up error names its file.
+    pub fn new(cert: &Path, key: &Path) -> Result<Tls, TlsError> {
+        let pair = load(cert, key)?;
+        let current = Arc::new(Current {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            pair: RwLock::new(Arc::new(pair)),
+        });
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(TlsError::Rustls)?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::clone(&current) as Arc<dyn ResolvesServerCert>);
+        // Every route is HTTP/1.1 (a WebSocket upgrade needs it, RFC 6455
+        // 4.1); saying so keeps a browser from expecting h2.
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Tls {
+            config: Arc::new(config),
+            current,
+        })
+    }
+
+    /// Read the certificate and key again (SIGHUP). New handshakes present
+    /// the new pair; open connections keep theirs. On error the old pair
+    /// stays.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let pair = load(&self.current.cert, &self.current.key)?;
+        *self.current.pair.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(pair);
+        Ok(())
+    }
+
+    /// Run the server handshake on `tcp` within `timeout`, on the calling
+    /// thread. Bytes that are not a TLS ClientHello (plain HTTP, garbage)
+    /// fail it at once.
+    pub fn accept(&self, tcp: TcpStream, timeout: Duration) -> Result<Socket, HandshakeError> {
+        let mut conn =
+            ServerConnection::new(Arc::clone(&self.config)).map_err(HandshakeError::Refused)?;
+        let deadline = Instant::now() + timeout;
+        let left = || {
+            let left = deadline.saturating_duration_since(Instant::now());
+            (!left.is_zero()).then_some(left)
+        };
+        // On the heap: the handshake is the deepest the thread's stack
+        // ever goes, and every page it touches stays resident.
+        let mut raw = vec![0u8; RAW_READ];
+        loop {
+            while conn.wants_write() {
+                let limit = left().ok_or(HandshakeError::TimedOut)?;
+                tcp.set_write_timeout(Some(limit))
+                    .map_err(|_| HandshakeError::Closed)?;
+                conn.write_tls(&mut &tcp).map_err(|e| match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => HandshakeError::TimedOut,
+                    _ => HandshakeError::Closed,
+                })?;
+            }
+            if !conn.is_handshaking() {
+                break;
+            }
+            let limit = left().ok_or(HandshakeError::TimedOut)?;
+            tcp.set_read_timeout(Some(limit))
+                .map_err(|_| HandshakeError::Closed)?;
+            let n = match (&tcp).read(&mut raw) {
+                Ok(0) => return Err(HandshakeError::Closed),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(HandshakeError::TimedOut)
+                }
+                Err(_) => return Err(HandshakeError::Closed),
+            };
+            let mut input = &raw[..n];
+            let processed = loop {
+                if conn.read_tls(&mut input).is_err() {
+                    return Err(HandshakeError::Closed);
+                }
+                let processed = conn.process_new_packets();
+                if input.is_empty() || processed.is_err() {
+                    break processed;
+                }
+            };
+            if let Err(error) = processed {
+                // The alert rustls queued, if the peer can take it at once.
+                let _ = tcp.set_write_timeout(Some(Duration::from_millis(100)));
+                let _ = conn.write_tls(&mut &tcp);
+                let _ = tcp.shutdown(Shutdown::Both);
+                return Err(HandshakeError::Refused(error));
+            }
+        }
+        let _ = tcp.set_read_timeout(None);
+        let _ = tcp.set_write_timeout(None);
+        Ok(Socket::tls(
+            tcp,
+            Session {
+                conn: Mutex::new(Decrypting {
+                    conn,
+                    tcp_closed: false,
+                }),
+                pending: Mutex::new(Vec::new()),
+            },
+        ))
+    }
+}
+
+/// Most ciphertext read from the TCP stream at a time (a TLS record is at
+/// most 16 KiB; rustls joins the pieces).
+const RAW_READ: usize = 4096;
+
+/// Below this, a read's own buffer is too small to take ciphertext in.
+const SMALL_READ: usize = 1024;
+
+/// One connection's TLS session after its handshake. Two locks: `conn`
+/// (the rustls state) is only ever held to encrypt or decrypt in memory,
+/// never across a system call; `pending` (ciphertext not yet taken by the
+/// kernel) is held by the one thread writing to the TCP stream, which
+/// keeps the records in order. Lock order: `pending`, then `conn`.
+#[derive(Debug)]
+pub(crate) struct Session {
+    conn: Mutex<Decrypting>,
+    pending: Mutex<Vec<u8>>,
+}
+
+#[derive(Debug)]
+struct Decrypting {
+    conn: ServerConnection,
+    /// The peer closed TCP.
+    tcp_closed: bool,
+}
+
+fn relock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn would_block(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+impl Session {
+    /// Read plaintext: what is decrypted already, else block on the TCP
+    /// stream *without* holding a lock (writers go on meanwhile), then
+    /// decrypt under the lock. 0: the peer closed (close_notify or TCP).
+    pub(crate) fn read(&self, tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        // Ciphertext is read into the caller's buffer (rustls copies it
+        // out at once), so an idle connection holds no buffer of its own;
+        // only a tiny one gets help from the stack.
+        let mut small = [0u8; SMALL_READ];
+        loop {
+            {
+                let mut state = relock(&self.conn);
+                match state.conn.reader().read(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    // TCP closed without close_notify: for a WebSocket,
+                    // whose Close frames say whether it ended cleanly, an
+                    // end like any other.
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                    Err(e) => return Err(e),
+                }
+                if state.tcp_closed {
+                    return Ok(0);
+                }
+            }
+            // At most RAW_READ: its plaintext must fit rustls' 16 KiB
+            // plaintext limit (read_tls refuses more).
+            let raw: &mut [u8] = if buf.len() >= SMALL_READ {
+                let limit = buf.len().min(RAW_READ);
+                &mut buf[..limit]
+            } else {
+                &mut small
+            };
+            let n = (&*tcp).read(raw)?;
+            let (processed, reply) = {
+                let mut state = relock(&self.conn);
+                let mut input = &raw[..n];
+                if n == 0 {
+                    state.tcp_closed = true;
+                }
+                // rustls holds about one record before it must process it;
+                // the plaintext of one raw read stays under its 16 KiB limit.
+                let processed = loop {
+                    state.conn.read_tls(&mut input)?;
+                    let processed = state.conn.process_new_packets();
+                    if input.is_empty() || processed.is_err() {
+                        break processed;
+                    }
+                };
+                (processed, state.conn.wants_write())
+            };
+            if reply {
+                // An alert, a key update: rare, and small.
+                let _ = self.flush(tcp);
+            }
+            if let Err(error) = processed {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+            }
+        }
+    }
+
+    /// Move what rustls has encrypted into `pending`.
+    fn take_ciphertext(&self, pending: &mut Vec<u8>, conn: &mut ServerConnection) {
+        while conn.wants_write() {
+            if conn.write_tls(pending).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// Hand `pending` to the kernel until it is empty or a write fails
+    /// (a timeout, `WouldBlock`); what the kernel took leaves `pending`.
+    fn drain(tcp: &TcpStream, pending: &mut Vec<u8>) -> io::Result<()> {
+        let mut done = 0;
+        let result = loop {
+            if done == pending.len() {
+                break Ok(());
+            }
+            match (&*tcp).write(&pending[done..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        if done == pending.len() {
+            // An idle connection keeps no buffer.
+            *pending = Vec::new();
+        } else {
+            pending.drain(..done);
+        }
+        result
+    }
+
+    /// Encrypt as much of `bufs` as rustls' buffer limit takes (64 KiB),
+    /// into `pending`; returns how many plaintext bytes that was.
+    fn encrypt(&self, pending: &mut Vec<u8>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let mut state = relock(&self.conn);
+        let accepted = state.conn.writer().write_vectored(bufs)?;
+        self.take_ciphertext(pending, &mut state.conn);
+        Ok(accepted)
+    }
+
+    /// A blocking write: first the ciphertext an earlier write left (a
+    /// timeout there means nothing of `bufs` was taken), then `bufs`. A
+    /// timeout after `bufs` were encrypted leaves their rest pending, sent
+    /// by the next write or [`Self::flush`].
+    pub(crate) fn write_vectored(
+        &self,
+        tcp: &TcpStream,
+        bufs: &[IoSlice<'_>],
+    ) -> io::Result<usize> {
+        let mut pending = relock(&self.pending);
+        Self::drain(tcp, &mut pending)?;
+        let accepted = self.encrypt(&mut pending, bufs)?;
+        match Self::drain(tcp, &mut pending) {
+            Err(e) if !would_block(&e) => Err(e),
+            _ => Ok(accepted),
+        }
+    }
+
+    /// Send every pending byte (blocking, within the write timeout).
+    pub(crate) fn flush(&self, tcp: &TcpStream) -> io::Result<()> {
+        let mut pending = relock(&self.pending);
+        {
+            let mut state = relock(&self.conn);
+            self.take_ciphertext(&mut pending, &mut state.conn);
+        }
+        Self::drain(tcp, &mut pending)
+    }
+
+    /// See [`Socket::write_without_blocking`]: nothing is taken while
+    /// another thread is writing, or while ciphertext of an earlier write
+    /// still waits for the kernel.
+    pub(crate) fn write_without_blocking(&self, tcp: &TcpStream, parts: &[&[u8]]) -> usize {
+        let mut pending = match self.pending.try_lock() {
+            Ok(pending) => pending,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return 0,
+        };
+        if tcp.set_nonblocking(true).is_err() {
+            return 0;
+        }
+        let mut accepted = 0;
+        if Self::drain(tcp, &mut pending).is_ok() {
+            let slices: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
+            accepted = self.encrypt(&mut pending, &slices).unwrap_or(0);
+            let _ = Self::drain(tcp, &mut pending);
+        }
+        if tcp.set_nonblocking(false).is_err() {
+            let _ = tcp.shutdown(Shutdown::Both);
+        }
+        accepted
+    }
+
+    /// Whether encrypted bytes wait for the kernel (or another thread is
+    /// writing, which comes to the same for the caller: someone must look).
+    pub(crate) fn output_pending(&self) -> bool {
+        match self.pending.try_lock() {
+            Ok(pending) => !pending.is_empty(),
+            Err(_) => true,
+        }
+    }
+
+    /// Queue close_notify and send it if that does not block.
+    pub(crate) fn close_notify(&self, tcp: &TcpStream) {
+        let Ok(mut pending) = self.pending.try_lock() else {
+            return;
+        };
+        {
+            let mut state = relock(&self.conn);
+            state.conn.send_close_notify();
+            self.take_ciphertext(&mut pending, &mut state.conn);
+        }
+        if tcp.set_nonblocking(true).is_ok() {
+            let _ = Self::drain(tcp, &mut pending);
+            let _ = tcp.set_nonblocking(false);
+        }
+    }
+}
