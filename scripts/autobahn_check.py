@@ -8,7 +8,8 @@ Used by scripts/autobahn (see there for how the run is produced); also usable on
 
 A case passes when its `behavior` is OK or INFORMATIONAL and its `behaviorClose` is OK or
 INFORMATIONAL. UNIMPLEMENTED passes only for 12.* / 13.* (permessage-deflate, which the server
-declines by design; those groups are normally excluded from the run anyway). NON-STRICT fails
+declines without --deflate; those groups are normally excluded from that run), and not even there
+with AUTOBAHN_REQUIRE_DEFLATE=1 (the run against socketbox --deflate). NON-STRICT fails
 unless --allow-non-strict is given. For every failing case the description, expectation,
 outcome and close details are printed from the per-case JSON report, so a developer can act.
 
@@ -44,6 +45,9 @@ GROUP_NAMES = {
     "13": "permessage-deflate (parameters)",
 }
 DEFLATE_GROUPS = ("12", "13")
+# AUTOBAHN_REQUIRE_DEFLATE=1: the server under test speaks permessage-deflate
+# (socketbox --deflate), so a compression case it left UNIMPLEMENTED fails.
+REQUIRE_DEFLATE = os.environ.get("AUTOBAHN_REQUIRE_DEFLATE") == "1"
 
 
 def case_key(case_id):
@@ -65,7 +69,7 @@ def verdict(case_id, entry, allow_non_strict):
     behavior = entry.get("behavior")
     close = entry.get("behaviorClose")
     ok = {"OK", "INFORMATIONAL"} | ({"NON-STRICT"} if allow_non_strict else set())
-    if behavior == "UNIMPLEMENTED" and group in DEFLATE_GROUPS:
+    if behavior == "UNIMPLEMENTED" and group in DEFLATE_GROUPS and not REQUIRE_DEFLATE:
         return None
     reasons = []
     if behavior not in ok:

@@ -108,6 +108,11 @@ FLAGS:
     --tls-cert FILE             serve every route over TLS with this PEM chain
     --tls-key FILE              the PEM private key of --tls-cert
 
+  permessage-deflate (cargo feature `deflate`):
+    --deflate                   accept permessage-deflate on /ws and /echo [off]
+    --deflate-context-takeover  keep compression windows per connection [off]
+    --deflate-min-size BYTES    smaller messages go out uncompressed [256]
+
     -h, --help                  this text
     -V, --version               the version
 ";
@@ -180,10 +185,21 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Command, Cli
             // TLS: a block of its own.
             "--tls-cert" => config.tls_cert = Some(value(a, "--tls-cert")?.into()),
             "--tls-key" => config.tls_key = Some(value(a, "--tls-key")?.into()),
+            // permessage-deflate: a block of its own.
+            "--deflate" => config.deflate = true,
+            "--deflate-context-takeover" => config.deflate_context_takeover = true,
+            "--deflate-min-size" => config.deflate_min_size = number(a, "--deflate-min-size")?,
             other => return Err(CliError::UnknownFlag(other.to_owned())),
         }
     }
     check_tls(&config)?;
+    if config.deflate && !cfg!(feature = "deflate") {
+        return Err(CliError::Refused {
+            flag: "--deflate",
+            value: String::new(),
+            rule: "this build has no compression: build with --features deflate",
+        });
+    }
     if config.heartbeat.is_zero() {
         return Err(CliError::BadValue {
             flag: "--heartbeat",
@@ -367,6 +383,26 @@ mod tests {
             parse(["token", "--id", "a"]).unwrap_err(),
             CliError::Required("--secret")
         );
+    }
+
+    #[test]
+    fn deflate_flags() {
+        assert!(!serve(&[]).deflate);
+        assert_eq!(serve(&[]).deflate_min_size, 256);
+        let c = serve(&["--deflate-context-takeover", "--deflate-min-size", "0"]);
+        assert!(c.deflate_context_takeover);
+        assert_eq!(c.deflate_min_size, 0);
+        if cfg!(feature = "deflate") {
+            assert!(serve(&["--deflate"]).deflate);
+        } else {
+            assert!(matches!(
+                parse(["--deflate"]),
+                Err(CliError::Refused {
+                    flag: "--deflate",
+                    ..
+                })
+            ));
+        }
     }
 
     #[test]

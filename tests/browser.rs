@@ -53,6 +53,12 @@ fn run_e2e(env: &[(&str, PathBuf)]) -> Result<Completion, Failed> {
         .arg("e2e.mjs")
         .current_dir(&dir)
         .env("SOCKETBOX_BIN", env!("CARGO_BIN_EXE_socketbox"))
+        // A --features deflate build: the server runs with --deflate and
+        // the test asserts that Chromium negotiated permessage-deflate.
+        .env(
+            "SOCKETBOX_DEFLATE",
+            if cfg!(feature = "deflate") { "1" } else { "" },
+        )
         .envs(env.iter().map(|(name, value)| (name, value)))
         .status()
         .map_err(|e| format!("cannot run node: {e}"))?;

@@ -51,6 +51,7 @@ fn same_features() -> Vec<String> {
     let enabled: Vec<&str> = [
         ("redis", cfg!(feature = "redis")),
         ("tls", cfg!(feature = "tls")),
+        ("deflate", cfg!(feature = "deflate")),
     ]
     .into_iter()
     .filter_map(|(name, on)| on.then_some(name))

@@ -17,7 +17,9 @@
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use socketbox::apps::chat::laxjson;
-use socketbox::apps::chat::message::{self, codes, ClientMessage, MessageTemplate, RequestError, UserId};
+use socketbox::apps::chat::message::{
+    self, codes, ClientMessage, MessageTemplate, RequestError, UserId,
+};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

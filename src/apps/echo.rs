@@ -231,17 +231,22 @@ pub struct Echo;
 
 impl WebSocketHandler for Echo {
     fn serve(&self, upgraded: Upgraded<'_>) {
-        run(upgraded.stream, &upgraded.leftover, upgraded.context);
+        #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
+        let mut conn = Connection::new(Config {
+            max_message: upgraded.context.config.echo_max_message,
+        });
+        #[cfg(feature = "deflate")]
+        if let Some(agreement) = upgraded.deflate {
+            conn.use_deflate(agreement, upgraded.context.config.deflate_min_size);
+        }
+        run(upgraded.stream, conn, &upgraded.leftover, upgraded.context);
     }
 }
 
 /// Run an upgraded `/echo` connection until it closes. `leftover` holds
 /// bytes that arrived right behind the request head.
-pub fn run(stream: Socket, leftover: &[u8], shared: &Context) {
+pub fn run(stream: Socket, mut conn: Connection, leftover: &[u8], shared: &Context) {
     let metrics = &shared.metrics;
-    let mut conn = Connection::new(Config {
-        max_message: shared.config.echo_max_message,
-    });
     conn.receive(leftover);
     let trace = shared
         .config
@@ -272,7 +277,10 @@ pub fn run(stream: Socket, leftover: &[u8], shared: &Context) {
             match conn.next_event() {
                 Ok(Some(Event::Message(message))) => {
                     metrics.messages_in.fetch_add(1, Relaxed);
-                    let sent = if message.as_bytes().len() >= UNCOPIED_ECHO && trace.is_none() {
+                    let len = message.as_bytes().len();
+                    // A message sent compressed is new bytes anyway.
+                    let uncopied = len >= UNCOPIED_ECHO && !conn.compresses(len);
+                    let sent = if uncopied && trace.is_none() {
                         match writer.flush_then_echo(&mut conn, None, Some(&message), metrics) {
                             Ok(sent) => sent,
                             Err(_) => return,

@@ -8,6 +8,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use crate::protocol::deflate::Agreement;
 use crate::protocol::http::Request;
 
 use super::config::ServerConfig;
@@ -59,6 +60,9 @@ pub struct Upgraded<'a> {
     pub leftover: Vec<u8>,
     /// The subprotocol selected from [`WebSocketHandler::subprotocols`].
     pub protocol: Option<String>,
+    /// permessage-deflate, when `--deflate` is on and the client offered
+    /// it: the 101 accepted it, so the connection must speak it.
+    pub deflate: Option<Agreement>,
     /// What the shell shares.
     pub context: &'a Arc<Context>,
 }

@@ -62,6 +62,15 @@ pub struct ServerConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of that certificate (`--tls-key`).
     pub tls_key: Option<PathBuf>,
+    // permessage-deflate (RFC 7692; `--deflate` needs the cargo feature
+    // `deflate`).
+    /// `--deflate`: accept permessage-deflate on `/ws` and `/echo`.
+    pub deflate: bool,
+    /// `--deflate-context-takeover`: keep both compression windows per
+    /// connection instead of asking for no context takeover.
+    pub deflate_context_takeover: bool,
+    /// `--deflate-min-size`: messages shorter than this go out uncompressed.
+    pub deflate_min_size: usize,
 }
 
 /// Default stack of a connection thread; see `docs/benchmarks.md` for how
@@ -112,6 +121,9 @@ impl Default for ServerConfig {
             node_id: None,
             tls_cert: None,
             tls_key: None,
+            deflate: false,
+            deflate_context_takeover: false,
+            deflate_min_size: 256,
         }
     }
 }

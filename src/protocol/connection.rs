@@ -3,7 +3,10 @@
 //!
 //! It implements RFC 6455 sections 5 (framing: 5.1 masking rules, 5.2 the
 //! base framing protocol, 5.4 fragmentation, 5.5 control frames, 5.6 data
-//! frames), 7 (closing the connection) and 8.1 (UTF-8 handling).
+//! frames), 7 (closing the connection) and 8.1 (UTF-8 handling); with the
+//! feature `deflate` and an agreed permessage-deflate, RFC 7692 6 (RSV1
+//! marks a compressed message) and 7.2 (inflating as frames arrive, the
+//! limit applied to the inflated size; compressing what is sent).
 //!
 //! The I/O layer drives it like this:
 //!
@@ -32,6 +35,10 @@
 use std::fmt;
 
 use super::close::{close_payload, parse_close_payload, CloseCode, CloseError, CloseFrame};
+#[cfg(feature = "deflate")]
+use super::deflate::{Codec, InflateError};
+#[cfg(feature = "deflate")]
+use super::frame::write_compressed_frame;
 use super::frame::{
     write_frame, FrameHeader, HeaderError, HeaderParse, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
 };
@@ -125,8 +132,11 @@ pub enum Event {
 pub enum ProtocolError {
     /// The frame header itself is malformed.
     Header(HeaderError),
-    /// RSV bits set with no extension negotiated.
+    /// RSV bits set that no negotiated extension defines (with
+    /// permessage-deflate: RSV1 is allowed on a message's first frame only).
     ReservedBits(u8),
+    /// A compressed message that does not inflate (RFC 7692 7.2.2).
+    BadCompressedData,
     /// An opcode RFC 6455 reserves.
     ReservedOpcode(u8),
     /// A frame from the client without a mask.
@@ -158,9 +168,12 @@ impl ProtocolError {
             // the connection because it has received data within a message
             // that was not consistent with the type of the message (e.g.,
             // non-UTF-8 [RFC3629] data within a text message)".
-            ProtocolError::InvalidUtf8 | ProtocolError::BadClose(CloseError::ReasonNotUtf8) => {
-                CloseCode::INVALID_PAYLOAD
-            }
+            // A compressed payload that does not inflate is data "not
+            // consistent with the type of the message" too: RFC 7692 names
+            // no code, and 1007 is what peers such as Node's ws send.
+            ProtocolError::InvalidUtf8
+            | ProtocolError::BadCompressedData
+            | ProtocolError::BadClose(CloseError::ReasonNotUtf8) => CloseCode::INVALID_PAYLOAD,
             // 1009 "a message that is too big for it to process".
             ProtocolError::MessageTooBig { .. } => CloseCode::MESSAGE_TOO_BIG,
             // 1002 "terminating the connection due to a protocol error".
@@ -174,8 +187,9 @@ impl fmt::Display for ProtocolError {
         match self {
             ProtocolError::Header(e) => write!(f, "bad frame header: {e}"),
             ProtocolError::ReservedBits(bits) => {
-                write!(f, "RSV bits {bits:03b} set without an extension")
+                write!(f, "RSV bits {bits:03b} set where no extension allows them")
             }
+            ProtocolError::BadCompressedData => f.write_str("compressed data does not inflate"),
             ProtocolError::ReservedOpcode(op) => write!(f, "reserved opcode 0x{op:X}"),
             ProtocolError::Unmasked => f.write_str("client frame not masked"),
             ProtocolError::ControlFrameTooLong(len) => write!(f, "control frame of {len} bytes"),
@@ -268,6 +282,16 @@ pub struct Connection {
     peer_began_closing: Option<CloseCode>,
     /// `--trace`: who watches the frames received, when tracing is on.
     trace: Option<Box<dyn FrameObserver + Send>>,
+    /// permessage-deflate, when negotiated (RFC 7692).
+    #[cfg(feature = "deflate")]
+    deflate: Option<Box<Codec>>,
+    /// Wire bytes of the compressed message being inflated; `None` when the
+    /// message in progress (if any) is not compressed.
+    #[cfg(feature = "deflate")]
+    inflating: Option<u64>,
+    /// `--trace`: the wire and inflated sizes of the message just inflated.
+    #[cfg(feature = "deflate")]
+    inflated_sizes: Option<(u64, usize)>,
 }
 
 impl Connection {
@@ -288,7 +312,53 @@ impl Connection {
             close_at: None,
             peer_began_closing: None,
             trace: None,
+            #[cfg(feature = "deflate")]
+            deflate: None,
+            #[cfg(feature = "deflate")]
+            inflating: None,
+            #[cfg(feature = "deflate")]
+            inflated_sizes: None,
         }
+    }
+
+    /// From now on, speak permessage-deflate as agreed in the handshake
+    /// (RFC 7692): RSV1 marks a compressed message, and messages of at
+    /// least `min_size` bytes are sent compressed.
+    #[cfg(feature = "deflate")]
+    pub fn use_deflate(&mut self, agreement: super::deflate::Agreement, min_size: usize) {
+        self.deflate = Some(Box::new(Codec::new(agreement, min_size)));
+    }
+
+    /// Whether a message of `len` bytes would be sent compressed: such a
+    /// message must go through [`Self::send_text`] or [`Self::send_binary`],
+    /// not [`Self::header_for`].
+    pub fn compresses(&self, len: usize) -> bool {
+        #[cfg(feature = "deflate")]
+        if let Some(codec) = &self.deflate {
+            return codec.compresses(len);
+        }
+        let _ = len;
+        false
+    }
+
+    /// Whether permessage-deflate is in use.
+    pub fn deflate_negotiated(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        return self.deflate.is_some();
+        #[cfg(not(feature = "deflate"))]
+        false
+    }
+
+    /// Whether compression state is held between messages: never with no
+    /// context takeover, the default.
+    pub fn holds_compression_state(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        return self
+            .deflate
+            .as_ref()
+            .is_some_and(|codec| codec.holds_state());
+        #[cfg(not(feature = "deflate"))]
+        false
     }
 
     /// From now on, report every frame received to `observer`
@@ -367,7 +437,7 @@ impl Connection {
         let open = self.state == State::Open;
         let data = !frame.header.opcode.is_control();
         let binary = self.message_kind == Some(MessageKind::Binary);
-        if !open || !data || !binary || self.start != self.end {
+        if !open || !data || !binary || self.is_inflating() || self.start != self.end {
             return None;
         }
         let room = frame.remaining() - self.unchecked_payload as u64;
@@ -491,6 +561,16 @@ impl Connection {
         if self.state != State::Open {
             return false;
         }
+        #[cfg(feature = "deflate")]
+        if !opcode.is_control() && self.compresses(payload.len()) {
+            if let Some(codec) = self.deflate.as_deref_mut() {
+                let compressed = codec.compress(payload);
+                write_compressed_frame(&mut self.output, opcode, &compressed);
+                let (plain, wire) = (payload.len(), compressed.len());
+                self.trace_note(|| format!("sent compressed: {plain} bytes as {wire} on the wire"));
+                return true;
+            }
+        }
         write_frame(&mut self.output, opcode, payload);
         true
     }
@@ -521,6 +601,12 @@ impl Connection {
         self.message = Vec::new();
         self.unchecked_payload = 0;
         self.utf8.reset();
+        #[cfg(feature = "deflate")]
+        if self.inflating.take().is_some() {
+            if let Some(codec) = self.deflate.as_deref_mut() {
+                codec.end_message(false);
+            }
+        }
     }
 
     /// When the peer's Close began the closing handshake (it arrived before
@@ -627,6 +713,12 @@ impl Connection {
                 let handled = self.data_payload(frame).map(|m| m.map(Event::Message));
                 if self.frame.is_none() || handled.is_err() {
                     self.trace_frame_end(before, &handled);
+                    #[cfg(feature = "deflate")]
+                    if let Some((wire, inflated)) = self.inflated_sizes.take() {
+                        self.trace_note(|| {
+                            format!("permessage-deflate: {wire} bytes on the wire inflated to {inflated}")
+                        });
+                    }
                 }
                 if let Some(event) = handled? {
                     return Ok(Some(event));
@@ -677,8 +769,11 @@ impl Connection {
         // that defines meanings for non-zero values. If a nonzero value is
         // received and none of the negotiated extensions defines the meaning
         // of such a nonzero value, the receiving endpoint MUST _Fail the
-        // WebSocket Connection_." We negotiate no extension.
-        if header.rsv != 0 {
+        // WebSocket Connection_." permessage-deflate defines RSV1, and RFC
+        // 7692 6.1 allows it on the first frame of a data message only: "An
+        // endpoint MUST NOT set the "Per-Message Compressed" bit of control
+        // frames and non-first fragments of a data message."
+        if header.rsv & !self.allowed_rsv(header) != 0 {
             return Err(ProtocolError::ReservedBits(header.rsv));
         }
         // RFC 6455 5.2: "If an unknown opcode is received, the receiving
@@ -717,12 +812,42 @@ impl Connection {
             _ => {}
         }
         let limit = self.config.max_message as u64;
+        #[cfg(feature = "deflate")]
+        if self.deflate.is_some() {
+            let wire_so_far = match header.opcode {
+                OpCode::Continuation => self.inflating,
+                _ => (header.rsv != 0).then_some(0),
+            };
+            if let Some(wire_so_far) = wire_so_far {
+                // The inflated size is checked while inflating; the wire
+                // size too is bounded, with room for incompressible data
+                // (DEFLATE adds at most 5 bytes per 16 KiB stored block).
+                let wire_limit = limit + limit / 1024 + 64;
+                if header.payload_len > wire_limit - wire_so_far.min(wire_limit) {
+                    return Err(ProtocolError::MessageTooBig {
+                        limit: self.config.max_message,
+                    });
+                }
+                return Ok(());
+            }
+        }
         if header.payload_len > limit - (self.message.len() as u64).min(limit) {
             return Err(ProtocolError::MessageTooBig {
                 limit: self.config.max_message,
             });
         }
         Ok(())
+    }
+
+    /// The RSV bits a frame may carry: RSV1 on a data message's first frame
+    /// once permessage-deflate is negotiated, nothing else.
+    fn allowed_rsv(&self, header: &FrameHeader) -> u8 {
+        let first_data_frame = matches!(header.opcode, OpCode::Text | OpCode::Binary);
+        if first_data_frame && self.deflate_negotiated() {
+            0b100
+        } else {
+            0
+        }
     }
 
     /// Take in the payload bytes of a data frame that have arrived (in the
@@ -741,16 +866,24 @@ impl Connection {
         };
         let skipping = self.state != State::Open;
         if frame.received == 0 && direct == 0 && !skipping {
-            match frame.header.opcode {
-                OpCode::Text => self.message_kind = Some(MessageKind::Text),
-                OpCode::Binary => self.message_kind = Some(MessageKind::Binary),
-                _ => {}
+            let first = match frame.header.opcode {
+                OpCode::Text => Some(MessageKind::Text),
+                OpCode::Binary => Some(MessageKind::Binary),
+                _ => None,
+            };
+            if first.is_some() {
+                self.message_kind = first;
+                #[cfg(feature = "deflate")]
+                if frame.header.rsv & 0b100 != 0 {
+                    self.inflating = Some(0);
+                }
             }
-            if self.message.capacity() == 0 && frame.header.fin {
+            if self.message.capacity() == 0 && frame.header.fin && !self.is_inflating() {
                 self.message
                     .reserve_exact(frame.header.payload_len as usize);
             }
         }
+        let inflating = self.is_inflating();
         // Where this step's payload bytes are: at the end of the message, or
         // next in the read buffer.
         let (bytes, range) = if direct > 0 {
@@ -771,15 +904,24 @@ impl Connection {
             if let Some(key) = frame.header.mask {
                 apply_mask(chunk, key, offset);
             }
-            if self.message_kind == Some(MessageKind::Text) && self.utf8.feed(chunk).is_err() {
-                return Err(self.fail(ProtocolError::InvalidUtf8));
-            }
-            if direct == 0 {
-                self.message.extend_from_slice(&self.input[range]);
+            if inflating {
+                // Never read direct (see `direct_payload_room`): the
+                // compressed bytes are in the read buffer.
+                self.inflate_more(range)?;
+            } else {
+                if self.message_kind == Some(MessageKind::Text) && self.utf8.feed(chunk).is_err() {
+                    return Err(self.fail(ProtocolError::InvalidUtf8));
+                }
+                if direct == 0 {
+                    self.message.extend_from_slice(&self.input[range]);
+                }
             }
         }
         if self.frame.is_some() || skipping || !frame.header.fin {
             return Ok(None);
+        }
+        if inflating {
+            self.finish_inflating()?;
         }
         let bytes = std::mem::take(&mut self.message);
         match self.message_kind.take() {
@@ -794,6 +936,82 @@ impl Connection {
                 }
             }
             _ => Ok(Some(Message::Binary(bytes))),
+        }
+    }
+
+    /// Whether the message in progress is compressed.
+    fn is_inflating(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        return self.inflating.is_some();
+        #[cfg(not(feature = "deflate"))]
+        false
+    }
+
+    /// Inflate `self.input[range]`, compressed payload, onto the message,
+    /// checking the inflated text for UTF-8 as it is produced (RFC 6455
+    /// 8.1 applies to the message the extension hands over).
+    #[cfg(feature = "deflate")]
+    fn inflate_more(&mut self, range: std::ops::Range<usize>) -> Result<(), ProtocolError> {
+        if let Some(wire) = self.inflating.as_mut() {
+            *wire += range.len() as u64;
+        }
+        let limit = self.config.max_message;
+        let before = self.message.len();
+        let result = match self.deflate.as_deref_mut() {
+            Some(codec) => codec.inflate(&self.input[range], &mut self.message, limit),
+            None => Ok(()),
+        };
+        self.after_inflating(before, result)
+    }
+
+    #[cfg(not(feature = "deflate"))]
+    fn inflate_more(&mut self, _range: std::ops::Range<usize>) -> Result<(), ProtocolError> {
+        Ok(())
+    }
+
+    /// The compressed message's payload is all in: RFC 7692 7.2.2, "Append 4
+    /// octets of 0x00 0x00 0xff 0xff to the tail end of the payload of the
+    /// message" and inflate.
+    #[cfg(feature = "deflate")]
+    fn finish_inflating(&mut self) -> Result<(), ProtocolError> {
+        let limit = self.config.max_message;
+        let before = self.message.len();
+        let result = match self.deflate.as_deref_mut() {
+            Some(codec) => codec.finish_message(&mut self.message, limit),
+            None => Ok(()),
+        };
+        self.after_inflating(before, result)?;
+        let wire = self.inflating.take().unwrap_or(0);
+        if self.trace.is_some() {
+            // Noted once the frame's own record is finished.
+            self.inflated_sizes = Some((wire, self.message.len()));
+        }
+        Ok(())
+    }
+
+    #[cfg(not(feature = "deflate"))]
+    fn finish_inflating(&mut self) -> Result<(), ProtocolError> {
+        Ok(())
+    }
+
+    #[cfg(feature = "deflate")]
+    fn after_inflating(
+        &mut self,
+        before: usize,
+        result: Result<(), InflateError>,
+    ) -> Result<(), ProtocolError> {
+        match result {
+            Err(InflateError::TooBig) => Err(self.fail(ProtocolError::MessageTooBig {
+                limit: self.config.max_message,
+            })),
+            Err(InflateError::Corrupt) => Err(self.fail(ProtocolError::BadCompressedData)),
+            Ok(()) => {
+                let text = self.message_kind == Some(MessageKind::Text);
+                if text && self.utf8.feed(&self.message[before..]).is_err() {
+                    return Err(self.fail(ProtocolError::InvalidUtf8));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -1411,5 +1629,158 @@ mod tests {
         assert_eq!(events, vec![Err(ProtocolError::InvalidUtf8)]);
         assert_eq!(close_code_sent(&c), 1007);
         assert_eq!(c.direct_payload_room(), None);
+    }
+}
+
+/// permessage-deflate inside the connection (RFC 7692 6, 7.2).
+#[cfg(all(test, feature = "deflate"))]
+mod deflate_tests {
+    use super::*;
+    use crate::protocol::deflate::{accept_offer, Agreement, Codec};
+    use crate::protocol::handshake::ExtensionOffer;
+
+    const KEY: [u8; 4] = [1, 2, 3, 4];
+
+    fn agreement() -> Agreement {
+        let offer = ExtensionOffer {
+            name: "permessage-deflate",
+            params: vec![],
+        };
+        accept_offer(&offer, false).unwrap()
+    }
+
+    fn conn(limit: usize) -> Connection {
+        let mut c = Connection::new(Config { max_message: limit });
+        c.use_deflate(agreement(), 10);
+        c
+    }
+
+    fn frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        FrameHeader {
+            fin: first_byte & 0x80 != 0,
+            rsv: (first_byte >> 4) & 0b111,
+            opcode: OpCode::from_bits(first_byte & 0xF),
+            mask: Some(KEY),
+            payload_len: payload.len() as u64,
+        }
+        .write(&mut out);
+        let mut masked = payload.to_vec();
+        apply_mask(&mut masked, KEY, 0);
+        out.extend(masked);
+        out
+    }
+
+    fn compressed(payload: &[u8]) -> Vec<u8> {
+        Codec::new(agreement(), 0).compress(payload)
+    }
+
+    fn run(c: &mut Connection, stream: &[u8]) -> Result<Vec<Event>, ProtocolError> {
+        c.receive(stream);
+        let mut all = Vec::new();
+        while let Some(event) = c.next_event()? {
+            all.push(event);
+        }
+        Ok(all)
+    }
+
+    fn text(s: &str) -> Event {
+        Event::Message(Message::Text(s.into()))
+    }
+
+    #[test]
+    fn compressed_messages_whole_and_fragmented() {
+        let wire = compressed("Hello, Hello, Hello".as_bytes());
+        let mut c = conn(1000);
+        // RFC 7692 7.2.3.1's "Hello", RSV1 set on a text frame.
+        let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        let mut stream = frame(0xC1, &hello);
+        // Fragmented: RSV1 on the first frame only, a ping in between.
+        stream.extend(frame(0x41, &wire[..3]));
+        stream.extend(frame(0x89, b"p"));
+        stream.extend(frame(0x80, &wire[3..]));
+        // An uncompressed message is still fine.
+        stream.extend(frame(0x81, b"plain"));
+        assert_eq!(
+            run(&mut c, &stream),
+            Ok(vec![
+                text("Hello"),
+                Event::Ping(b"p".to_vec()),
+                text("Hello, Hello, Hello"),
+                text("plain")
+            ])
+        );
+        assert!(!c.holds_compression_state());
+        assert_eq!(c.direct_payload_room(), None);
+    }
+
+    #[test]
+    fn rsv1_where_it_must_not_be() {
+        let wire = compressed(b"abc");
+        // On a continuation frame.
+        let mut stream = frame(0x01, b"a");
+        stream.extend(frame(0xC0, &wire));
+        assert_eq!(
+            run(&mut conn(1000), &stream),
+            Err(ProtocolError::ReservedBits(0b100))
+        );
+        // On a control frame.
+        assert_eq!(
+            run(&mut conn(1000), &frame(0xC9, &wire)),
+            Err(ProtocolError::ReservedBits(0b100))
+        );
+        // RSV2 and RSV3 are never allowed.
+        assert_eq!(
+            run(&mut conn(1000), &frame(0xA1, b"x")),
+            Err(ProtocolError::ReservedBits(0b010))
+        );
+        // Without the extension, RSV1 is a protocol error as before.
+        let mut plain = Connection::new(Config { max_message: 1000 });
+        assert_eq!(
+            run(&mut plain, &frame(0xC1, &wire)),
+            Err(ProtocolError::ReservedBits(0b100))
+        );
+    }
+
+    #[test]
+    fn bombs_bad_data_and_bad_text() {
+        let bomb = compressed(&vec![0; 1 << 20]);
+        let mut c = conn(64 * 1024);
+        let err = run(&mut c, &frame(0xC2, &bomb)).unwrap_err();
+        assert_eq!(err, ProtocolError::MessageTooBig { limit: 64 * 1024 });
+        assert_eq!(err.close_code(), CloseCode::MESSAGE_TOO_BIG);
+        assert!(!c.holds_compression_state());
+        let err = run(&mut conn(1000), &frame(0xC1, &[0xff, 0xff, 0xff])).unwrap_err();
+        assert_eq!(err, ProtocolError::BadCompressedData);
+        assert_eq!(err.close_code(), CloseCode::INVALID_PAYLOAD);
+        // Bad UTF-8 fails as soon as it is inflated, before the message ends.
+        let mut bad = vec![b'a'; 100];
+        bad[50] = 0xff;
+        let wire = compressed(&bad);
+        let mut c = conn(1000);
+        c.receive(&frame(0x41, &wire));
+        assert_eq!(c.next_event(), Err(ProtocolError::InvalidUtf8));
+    }
+
+    #[test]
+    fn sends_compress_from_the_minimum_size() {
+        let mut c = conn(1000);
+        assert!(c.send_text("short"));
+        assert_eq!(c.output(), b"\x81\x05short");
+        c.clear_output();
+        let long = "0123456789".repeat(10);
+        assert!(c.compresses(long.len()) && !c.compresses(9));
+        assert!(c.send_text(&long));
+        let out = c.output().to_vec();
+        assert_eq!(out[0], 0xC1, "FIN, RSV1, text");
+        assert!((out[1] as usize) < long.len());
+        let mut inflater = Codec::new(agreement(), 0);
+        let mut plain = Vec::new();
+        inflater.inflate(&out[2..], &mut plain, 1000).unwrap();
+        inflater.finish_message(&mut plain, 1000).unwrap();
+        assert_eq!(plain, long.as_bytes());
+        c.clear_output();
+        assert!(c.send_ping(&[7; 100]));
+        assert_eq!(c.output()[0], 0x89, "control frames are never compressed");
     }
 }

@@ -266,6 +266,22 @@ pub fn write_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// Append an unmasked, unfragmented frame with RSV1 set: a message
+/// compressed by permessage-deflate (RFC 7692 6: "the "Per-Message
+/// Compressed" bit" is RSV1 of the first frame).
+pub fn write_compressed_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
+    out.reserve(MAX_HEADER_LEN + payload.len());
+    FrameHeader {
+        fin: true,
+        rsv: 0b100,
+        opcode,
+        mask: None,
+        payload_len: payload.len() as u64,
+    }
+    .write(out);
+    out.extend_from_slice(payload);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

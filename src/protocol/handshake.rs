@@ -7,8 +7,10 @@
 //! - [`accept_key`]: `Sec-WebSocket-Accept` (RFC 6455 4.2.2, step 5.4);
 //! - [`select_protocol`]: the subprotocol (RFC 6455 4.2.2);
 //! - [`parse_extension_offers`]: the `Sec-WebSocket-Extensions` offers as
-//!   [`ExtensionOffer`]s (RFC 6455 9.1); the server declines them all today;
-//! - [`write_switching_protocols`]: the `101 Switching Protocols` answer.
+//!   [`ExtensionOffer`]s (RFC 6455 9.1), which `super::deflate` reads for
+//!   permessage-deflate (every other extension is declined);
+//! - [`write_switching_protocols`] and [`write_switching_protocols_with`]:
+//!   the `101 Switching Protocols` answer, with the accepted extension.
 //!
 //! The `--allowed-origin` check (RFC 6455 10.2) is [`super::origin`].
 //!
@@ -168,8 +170,8 @@ pub struct UpgradeRequest<'a> {
     pub origin: Option<&'a str>,
     /// `Sec-WebSocket-Extensions`, every offer in the client's order of
     /// preference (RFC 6455 9.1); empty when the header is absent or does
-    /// not parse. We decline every extension by not answering with this
-    /// header.
+    /// not parse. An extension is declined by not naming it in the answer;
+    /// only permessage-deflate, with `--deflate`, is ever accepted.
     pub offered_extensions: Vec<ExtensionOffer<'a>>,
 }
 
@@ -455,15 +457,29 @@ fn parse_extension_list<'a>(
 
 /// Append the `101 Switching Protocols` response of RFC 6455 4.2.2, step 5:
 /// `Upgrade: websocket`, `Connection: Upgrade`, `Sec-WebSocket-Accept` and,
-/// when one was selected, `Sec-WebSocket-Protocol`. Never
-/// `Sec-WebSocket-Extensions`: we accept no extension.
+/// when one was selected, `Sec-WebSocket-Protocol`; no extension accepted.
 pub fn write_switching_protocols(out: &mut Vec<u8>, accept: &str, protocol: Option<&str>) {
+    write_switching_protocols_with(out, accept, protocol, None);
+}
+
+/// [`write_switching_protocols`], with the extension the server accepted
+/// (RFC 6455 9.1: `Sec-WebSocket-Extensions`, e.g. what
+/// `deflate::Agreement::response` writes); `None` declines every offer.
+pub fn write_switching_protocols_with(
+    out: &mut Vec<u8>,
+    accept: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) {
     push_status_line(out, 101);
     push_header(out, "Upgrade", "websocket");
     push_header(out, "Connection", "Upgrade");
     push_header(out, "Sec-WebSocket-Accept", accept);
     if let Some(protocol) = protocol {
         push_header(out, "Sec-WebSocket-Protocol", protocol);
+    }
+    if let Some(extensions) = extensions {
+        push_header(out, "Sec-WebSocket-Extensions", extensions);
     }
     out.extend_from_slice(b"\r\n");
 }

@@ -11,11 +11,13 @@
 //! | [`mask`] | 5.3 | client-to-server masking |
 //! | [`utf8`] | 5.6, 8.1 | incremental, fail-fast UTF-8 validation |
 //! | [`close`] | 5.5.1, 7.4 | Close frame payloads and status codes |
+//! | [`deflate`] | (RFC 7692) | permessage-deflate: the offer the server accepts, and with the feature `deflate` each message's compression |
 //! | [`connection`] | 5, 7 | one connection's state machine: messages, control frames, closing |
 //! | [`trace`] | 5.2 | `--trace`: each frame field by field, and what the connection did with it |
 
 pub mod close;
 pub mod connection;
+pub mod deflate;
 pub mod frame;
 pub mod handshake;
 pub mod http;

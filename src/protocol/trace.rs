@@ -100,10 +100,14 @@ pub fn describe(direction: Direction, header: &FrameHeader, payload: &[u8]) -> S
         "more fragments follow"
     };
     field(&mut out, "FIN", &u8::from(header.fin).to_string(), fin);
-    let rsv = if header.rsv == 0 {
-        "no extension in use"
-    } else {
-        "set, but no extension was negotiated"
+    let first_data_frame = matches!(header.opcode, OpCode::Text | OpCode::Binary);
+    let rsv = match header.rsv {
+        0 => "no extension in use",
+        // RFC 7692 6: RSV1 of a message's first frame marks it compressed.
+        0b100 if first_data_frame => {
+            "RSV1: a compressed message (permessage-deflate), an error unless negotiated"
+        }
+        _ => "set, but no extension allows it here",
     };
     field(&mut out, "RSV", &format!("{:03b}", header.rsv), rsv);
     let kind = match header.opcode {
@@ -623,7 +627,10 @@ mod tests {
     fn rule_breaking_headers_are_described_not_judged() {
         let (header, payload) = parse(&[0xC3, 0x01, b'x']);
         let block = describe(Direction::In, &header, payload);
-        assert!(block.contains("RSV      100        set, but no extension was negotiated"));
+        assert!(block.contains("RSV      100        set, but no extension allows it here"));
+        let (rsv1_header, rsv1_payload) = parse(&[0xC1, 0x01, b'x']);
+        let rsv1 = describe(Direction::In, &rsv1_header, rsv1_payload);
+        assert!(rsv1.contains("RSV      100        RSV1: a compressed message"));
         assert!(block.contains("opcode   0x3        RESERVED(0x3), an opcode RFC 6455 reserves"));
         assert!(block.contains("MASK     0          no key, but a client MUST mask"));
     }

@@ -37,6 +37,7 @@ use crate::io::app::{Context, Exchange, HttpHandler, Upgraded, WebSocketHandler}
 use crate::io::socket::Socket;
 use crate::io::threads::{self, ThreadCount};
 use crate::io::{http, transport};
+use crate::protocol::deflate::{self, Agreement};
 use crate::protocol::handshake;
 use crate::protocol::http::{parse_request, write_response, Parse, Request};
 
@@ -398,11 +399,14 @@ fn serve(tcp: TcpStream, shared: &Arc<Shared>) {
         .saturating_sub(started.elapsed());
     // The request head and its parsed headers are dropped before a
     // WebSocket handler runs: an idle connection keeps none of them.
-    if let Some((handler, leftover, protocol)) = answer_request(&mut stream, shared, head_time) {
+    if let Some((handler, leftover, (protocol, deflate))) =
+        answer_request(&mut stream, shared, head_time)
+    {
         handler.serve(Upgraded {
             stream,
             leftover,
             protocol,
+            deflate,
             context: &shared.context,
         });
     }
@@ -424,7 +428,11 @@ fn secure(tcp: TcpStream, shared: &Shared) -> Option<Socket> {
 
 /// A WebSocket application, the bytes that came in behind the head and the
 /// selected subprotocol.
-type Upgrade = (Arc<dyn WebSocketHandler>, Vec<u8>, Option<String>);
+type Upgrade = (
+    Arc<dyn WebSocketHandler>,
+    Vec<u8>,
+    (Option<String>, Option<Agreement>),
+);
 
 /// Read and answer one request. For an accepted WebSocket upgrade, return
 /// its application, the bytes behind the head and the subprotocol.
@@ -496,11 +504,12 @@ fn answer_request(
     match handler {
         Handler::WebSocket(handler) => {
             let mut reply = http::Reply::new(stream, metrics, request.method);
-            let protocol = upgrade(&mut reply, context, &request, handler.subprotocols())?;
+            let (protocol, deflate) =
+                upgrade(&mut reply, context, &request, handler.subprotocols())?;
             Some((
                 Arc::clone(handler),
                 leftover.to_vec(),
-                protocol.map(str::to_owned),
+                (protocol.map(str::to_owned), deflate),
             ))
         }
         Handler::Http(handler) => {
@@ -514,14 +523,15 @@ fn answer_request(
 const TEXT: &str = "text/plain; charset=utf-8";
 
 /// The opening handshake, server side (RFC 6455 4.2.2). On success the 101
-/// response has been sent and the selected subprotocol is returned (`Some(None)`:
-/// none selected); on failure an HTTP error has been sent.
+/// response has been sent and the selected subprotocol (`None`: none
+/// selected) and permessage-deflate agreement are returned; on failure an
+/// HTTP error has been sent.
 fn upgrade<'a>(
     reply: &mut http::Reply,
     context: &Context,
     request: &Request<'a>,
     supported_protocols: &[&str],
-) -> Option<Option<&'a str>> {
+) -> Option<(Option<&'a str>, Option<Agreement>)> {
     // A HEAD cannot switch protocols (RFC 6455 4.2.1 asks for "An HTTP/1.1
     // or higher GET request"), so it gets what a GET without an upgrade
     // gets; RFC 9110 7.8: a server "MAY ignore a received Upgrade header".
@@ -546,8 +556,21 @@ fn upgrade<'a>(
         return None;
     }
     let protocol = handshake::select_protocol(&upgrade.offered_protocols, supported_protocols);
+    // RFC 7692: without --deflate every offer is declined by answering
+    // without Sec-WebSocket-Extensions.
+    let config = &context.config;
+    let deflate = config
+        .deflate
+        .then(|| deflate::negotiate(&upgrade.offered_extensions, config.deflate_context_takeover))
+        .flatten();
+    let extensions = deflate.map(|agreement| agreement.response());
     let mut out = Vec::with_capacity(256);
-    handshake::write_switching_protocols(&mut out, &handshake::accept_key(upgrade.key), protocol);
+    handshake::write_switching_protocols_with(
+        &mut out,
+        &handshake::accept_key(upgrade.key),
+        protocol,
+        extensions.as_deref(),
+    );
     transport::write_counted(reply.stream, &out, &context.metrics).ok()?;
-    Some(protocol)
+    Some((protocol, deflate))
 }

@@ -36,6 +36,13 @@ deadline.unref();
 let server = null; // { child, addr } while the server this test started runs
 let baseUrl = process.env.SOCKETBOX_URL ? process.env.SOCKETBOX_URL.replace(/\/+$/, '') : null;
 const ownServer = !baseUrl && Boolean(process.env.SOCKETBOX_BIN);
+// SOCKETBOX_DEFLATE=1 (a --features deflate build): the server runs with
+// --deflate and Chromium must negotiate permessage-deflate; otherwise its
+// offer must be declined.
+const deflate = Boolean(process.env.SOCKETBOX_DEFLATE);
+const NEGOTIATED = deflate
+  ? 'permessage-deflate; server_no_context_takeover; client_no_context_takeover'
+  : '';
 
 // SOCKETBOX_TLS_CERT and SOCKETBOX_TLS_KEY: the servers this test starts
 // serve TLS (a binary built with the feature `tls`), and every page is
@@ -194,7 +201,7 @@ before(async () => {
   if (!baseUrl) {
     if (tlsArgs.length) console.log(`# serving over TLS: ${process.env.SOCKETBOX_TLS_CERT}`);
     assert.ok(process.env.SOCKETBOX_BIN, 'set SOCKETBOX_URL (a running server) or SOCKETBOX_BIN (a server binary to start)');
-    server = await startServer('127.0.0.1:0');
+    server = await startServer('127.0.0.1:0', deflate ? ['--deflate'] : []);
     baseUrl = `${scheme}://${server.addr}`;
   }
   browser = await chromium.launch({
@@ -218,6 +225,7 @@ test('demo: alice and bob log in, see each other counted, chat peer to peer and 
   await waitCount(alice.page, 2);
   await waitCount(bob.page, 2);
   assert.equal(await alice.page.evaluate(() => SocketBox.socket.protocol), 'socketbox.v1');
+  assert.equal(await alice.page.evaluate(() => SocketBox.socket.extensions), NEGOTIATED);
   if (tlsArgs.length) {
     assert.match(await alice.page.evaluate(() => SocketBox.socket.url), /^wss:\/\//, 'the page over https speaks wss://');
   }
@@ -353,6 +361,7 @@ test("seed: the seed's unchanged SocketBox client chats with a demo page user", 
   await seed.page.evaluate((url) => SocketBox.init('seeduser', url), wsUrl);
   // The seed keeps its state in accidental globals: isAuth and userCount.
   await seed.page.waitForFunction(() => window.isAuth === true, null, { timeout: WAIT_MS });
+  assert.equal(await seed.page.evaluate(() => window.socket.extensions), NEGOTIATED);
   await waitCount(alice.page, 3);
 
   await sendPeer(alice.page, 'seeduser', "hello seed, it's alice");

@@ -403,6 +403,10 @@ pub fn auth_required() -> String {
 pub struct MessageTemplate {
     /// Everything up to and including `"seq":`.
     prefix: String,
+    /// `--deflate`: the prefix compressed once for every recipient, with
+    /// the window bits it was compressed for.
+    #[cfg(feature = "deflate")]
+    deflated_prefix: std::sync::OnceLock<(u8, Vec<u8>)>,
 }
 
 impl MessageTemplate {
@@ -431,13 +435,40 @@ impl MessageTemplate {
         laxjson::write(data, &mut prefix);
         // Writing to a `String` cannot fail.
         let _ = write!(prefix, ",\"time\":{time_ms},\"seq\":");
-        MessageTemplate { prefix }
+        MessageTemplate {
+            prefix,
+            #[cfg(feature = "deflate")]
+            deflated_prefix: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The prefix as the first piece of a compressed message
+    /// (`crate::protocol::deflate::compress_segment`), compressed once for
+    /// all recipients that use `window_bits`.
+    #[cfg(feature = "deflate")]
+    pub fn deflated_prefix(&self, window_bits: u8) -> std::borrow::Cow<'_, [u8]> {
+        use crate::protocol::deflate::compress_segment;
+        let (bits, bytes) = self.deflated_prefix.get_or_init(|| {
+            (
+                window_bits,
+                compress_segment(window_bits, self.prefix(), false),
+            )
+        });
+        if *bits == window_bits {
+            std::borrow::Cow::Borrowed(bytes)
+        } else {
+            std::borrow::Cow::Owned(compress_segment(window_bits, self.prefix(), false))
+        }
     }
 
     /// A template from the [`Self::prefix`] another node rendered.
     #[cfg(feature = "redis")]
     pub fn from_prefix(prefix: String) -> Self {
-        MessageTemplate { prefix }
+        MessageTemplate {
+            prefix,
+            #[cfg(feature = "deflate")]
+            deflated_prefix: std::sync::OnceLock::new(),
+        }
     }
 
     /// The shared bytes: everything before the `seq` digits.

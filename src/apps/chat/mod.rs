@@ -146,6 +146,7 @@ impl WebSocketHandler for Chat {
         session::run(
             upgraded.stream,
             &upgraded.leftover,
+            upgraded.deflate,
             upgraded.context,
             &self.hub,
         );

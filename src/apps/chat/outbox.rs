@@ -86,13 +86,14 @@ impl Item {
         matches!(self, Item::Text(_) | Item::Message(..))
     }
 
-    /// Run `f` on the item's bytes, in order.
-    fn with_parts<R>(&self, f: impl FnOnce(&[&[u8]]) -> R) -> R {
+    /// Run `f` on the item's bytes, in order (a MESSAGE compressed when
+    /// `deflate` is given, see [`message_frame_parts`]).
+    fn with_parts<R>(&self, deflate: Option<&MessageDeflate>, f: impl FnOnce(&[&[u8]]) -> R) -> R {
         match self {
             Item::Frame(bytes) | Item::Text(bytes) | Item::Rest(bytes) => f(&[bytes]),
             Item::Message(template, seq) => {
-                let (header, seq_and_tail) = message_frame_parts(template, *seq);
-                f(&[&header, template.prefix(), &seq_and_tail])
+                let (header, middle, seq_and_tail) = message_frame_parts(template, *seq, deflate);
+                f(&[&header, &middle, &seq_and_tail])
             }
         }
     }
@@ -161,6 +162,19 @@ pub struct Outbox {
     presence_interval: Duration,
     heartbeat: Duration,
     attached: OnceLock<Attachment>,
+    /// permessage-deflate: MESSAGEs and long replies go out compressed
+    /// (see [`message_frame_parts`]).
+    deflate: OnceLock<MessageDeflate>,
+}
+
+/// How a session compresses what it sends: the window bits agreed, and the
+/// smallest message compressed (`--deflate-min-size`).
+#[derive(Debug, Clone, Copy)]
+pub struct MessageDeflate {
+    /// `server_max_window_bits` as agreed (15 unless the client asked).
+    pub window_bits: u8,
+    /// `--deflate-min-size`.
+    pub min_size: usize,
 }
 
 /// What an enqueue did.
@@ -209,7 +223,14 @@ impl Outbox {
             presence_interval,
             heartbeat,
             attached: OnceLock::new(),
+            deflate: OnceLock::new(),
         }
+    }
+
+    /// Send MESSAGEs and long replies compressed from now on
+    /// (permessage-deflate agreed).
+    pub fn compress_messages(&self, deflate: MessageDeflate) {
+        let _ = self.deflate.set(deflate);
     }
 
     /// Connect the outbox to the session's socket: from now on what it is
@@ -292,6 +313,24 @@ impl Outbox {
     /// Queue (or write through) a text message for this session.
     pub fn send_text(&self, text: &str, metrics: &Metrics) -> Enqueued {
         let mut bytes = Vec::with_capacity(text.len() + 4);
+        #[cfg(feature = "deflate")]
+        match self.deflate.get() {
+            // A reply (an online list can be long) compressed like a MESSAGE.
+            Some(deflate) if text.len() >= deflate.min_size => {
+                let compressed = crate::protocol::deflate::compress_segment(
+                    deflate.window_bits,
+                    text.as_bytes(),
+                    true,
+                );
+                crate::protocol::frame::write_compressed_frame(
+                    &mut bytes,
+                    OpCode::Text,
+                    &compressed,
+                );
+            }
+            _ => write_frame(&mut bytes, OpCode::Text, text.as_bytes()),
+        }
+        #[cfg(not(feature = "deflate"))]
         write_frame(&mut bytes, OpCode::Text, text.as_bytes());
         let mut queue = self.lock();
         self.push(&mut queue, Item::Text(bytes), metrics)
@@ -321,10 +360,12 @@ impl Outbox {
     fn send(&self, queue: &mut Queue, item: Item, limited: bool, metrics: &Metrics) -> Enqueued {
         let attached = self.attached.get();
         if let Some(label) = attached.and_then(|a| a.trace.as_deref()) {
-            item.with_parts(|parts| transport::trace_sent(label, &parts.concat()));
+            item.with_parts(self.deflate.get(), |parts| {
+                transport::trace_sent(label, &parts.concat())
+            });
         }
         if let (Some(attached), false, true) = (attached, queue.draining, queue.items.is_empty()) {
-            let (written, total) = item.with_parts(|parts| {
+            let (written, total) = item.with_parts(self.deflate.get(), |parts| {
                 let written = transport::write_without_blocking(&attached.stream, parts, metrics);
                 (written, parts.iter().map(|part| part.len()).sum::<usize>())
             });
@@ -341,7 +382,9 @@ impl Outbox {
             }
             if written > 0 {
                 // Begun on the wire: the rest goes out next, whatever the limit.
-                let rest = item.with_parts(|parts| parts.concat()).split_off(written);
+                let rest = item
+                    .with_parts(self.deflate.get(), |parts| parts.concat())
+                    .split_off(written);
                 queue.bytes += rest.len();
                 queue.items.push_back(Item::Rest(rest));
                 self.start_drain(queue);
@@ -441,7 +484,9 @@ impl Outbox {
             if item.is_message() {
                 metrics.messages_out.fetch_add(1, Relaxed);
             }
-            if !item.with_parts(|parts| self.write_patiently(&attached.stream, parts, metrics)) {
+            if !item.with_parts(self.deflate.get(), |parts| {
+                self.write_patiently(&attached.stream, parts, metrics)
+            }) {
                 self.give_up(&attached.stream);
                 return;
             }
@@ -738,21 +783,41 @@ fn online_count(count: u64) -> Vec<u8> {
     bytes
 }
 
-/// The frame header and the `seq`-and-tail of a MESSAGE for the recipient
-/// whose `seq` this is; the template's prefix goes between them.
-fn message_frame_parts(template: &MessageTemplate, seq: u64) -> (Vec<u8>, Vec<u8>) {
+/// The frame of a MESSAGE for the recipient whose `seq` this is, in
+/// three parts: the header, the shared middle (the template's prefix), and
+/// the `seq`-and-tail. With `deflate`, a message from the minimum size on
+/// is compressed: the middle compressed once for all recipients, the rest
+/// apart (`crate::protocol::deflate::compress_segment`), RSV1 set.
+fn message_frame_parts<'t>(
+    template: &'t MessageTemplate,
+    seq: u64,
+    deflate: Option<&MessageDeflate>,
+) -> (Vec<u8>, std::borrow::Cow<'t, [u8]>, Vec<u8>) {
     let mut seq_and_tail = Vec::with_capacity(32);
     template.write_seq_and_tail(seq, &mut seq_and_tail);
+    #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
+    let (mut middle, mut rsv) = (std::borrow::Cow::Borrowed(template.prefix()), 0);
+    #[cfg(feature = "deflate")]
+    if let Some(deflate) = deflate {
+        if middle.len() + seq_and_tail.len() >= deflate.min_size {
+            use crate::protocol::deflate::compress_segment;
+            middle = template.deflated_prefix(deflate.window_bits);
+            seq_and_tail = compress_segment(deflate.window_bits, &seq_and_tail, true);
+            rsv = 0b100;
+        }
+    }
+    #[cfg(not(feature = "deflate"))]
+    let _ = deflate;
     let mut header = Vec::with_capacity(MAX_HEADER_LEN);
     FrameHeader {
         fin: true,
-        rsv: 0,
+        rsv,
         opcode: OpCode::Text,
         mask: None,
-        payload_len: (template.prefix().len() + seq_and_tail.len()) as u64,
+        payload_len: (middle.len() + seq_and_tail.len()) as u64,
     }
     .write(&mut header);
-    (header, seq_and_tail)
+    (header, middle, seq_and_tail)
 }
 
 #[cfg(test)]

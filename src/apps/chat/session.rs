@@ -24,6 +24,7 @@ use crate::io::live::LiveEntry;
 use crate::io::metrics::Metrics;
 use crate::io::socket::Socket;
 use crate::io::transport::{self, ReadOutcome, CLOSE_TIMEOUT, FAILED_LINGER};
+use crate::protocol::deflate::Agreement;
 use crate::protocol::{CloseCode, Config, Connection, Event, Message, ProtocolError, State};
 
 use super::message::{self, codes, MessageTemplate, UserId};
@@ -62,9 +63,15 @@ struct Reader<'a> {
 }
 
 /// Run an upgraded `/ws` connection until it ends.
-pub fn run(stream: Socket, leftover: &[u8], shared: &Arc<ServerContext>, hub: &Hub) {
+pub fn run(
+    stream: Socket,
+    leftover: &[u8],
+    deflate: Option<Agreement>,
+    shared: &Arc<ServerContext>,
+    hub: &Hub,
+) {
     let config = &shared.config;
-    let session = new_session(shared, hub, &stream);
+    let session = new_session(shared, hub, &stream, deflate);
     let stream = Arc::new(stream);
     let mut end = SessionEnd::begin(shared, hub, &session, &stream);
     let mut reader = Reader {
@@ -83,7 +90,12 @@ pub fn run(stream: Socket, leftover: &[u8], shared: &Arc<ServerContext>, hub: &H
 /// structures pass through this frame, which is gone before the reader's
 /// deepest call, so an idle session's stack keeps fewer pages.
 #[inline(never)]
-fn new_session(shared: &ServerContext, hub: &Hub, stream: &Socket) -> Arc<Session> {
+fn new_session(
+    shared: &ServerContext,
+    hub: &Hub,
+    stream: &Socket,
+    deflate: Option<Agreement>,
+) -> Arc<Session> {
     let config = &shared.config;
     let session = Arc::new(Session {
         id: hub.next_session_id(),
@@ -98,8 +110,35 @@ fn new_session(shared: &ServerContext, hub: &Hub, stream: &Socket) -> Arc<Sessio
         if config.trace {
             conn.trace_frames(&transport::trace_label(stream, "/ws"));
         }
+        #[cfg(feature = "deflate")]
+        if let Some(agreement) = deflate {
+            use_deflate(&mut conn, &session.outbox, agreement, config);
+        }
+        #[cfg(not(feature = "deflate"))]
+        let _ = deflate;
     }
     session
+}
+
+/// permessage-deflate on a session: the connection inflates what arrives,
+/// the outbox compresses MESSAGEs and long replies. Frames leave by more
+/// than one path (the connection's output, the outbox's own items) that
+/// the client inflates as one stream, so the server never compresses with
+/// context takeover here, as RFC 7692 7.1.1.1 lets it (a server may always
+/// refer back less than it is allowed to).
+#[cfg(feature = "deflate")]
+fn use_deflate(
+    conn: &mut Connection,
+    outbox: &super::outbox::Outbox,
+    agreement: Agreement,
+    config: &crate::io::config::ServerConfig,
+) {
+    let agreement = agreement.without_server_takeover();
+    conn.use_deflate(agreement, config.deflate_min_size);
+    outbox.compress_messages(super::outbox::MessageDeflate {
+        window_bits: agreement.server_max_window_bits,
+        min_size: config.deflate_min_size,
+    });
 }
 
 /// The end of a session, however it ends: as a drop guard it also runs
