@@ -11,6 +11,7 @@ use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -156,6 +157,7 @@ impl ResolvesServerCert for Current {
 pub struct Tls {
     config: Arc<rustls::ServerConfig>,
     current: Arc<Current>,
+    pool: Arc<HandshakePool>,
 }
 
 /// Why a TLS handshake did not complete.
@@ -189,6 +191,7 @@ impl Tls {
         Ok(Tls {
             config: Arc::new(config),
             current,
+            pool: Arc::new(HandshakePool::new()),
         })
     }
 
@@ -201,32 +204,34 @@ impl Tls {
         Ok(())
     }
 
-    /// Run the server handshake on `tcp` within `timeout`, on the calling
-    /// thread. Bytes that are not a TLS ClientHello (plain HTTP, garbage)
-    /// fail it at once.
+    /// Run the server handshake on `tcp` within `timeout`. The calling
+    /// thread does the socket I/O and keeps the time; each flight it reads
+    /// is processed on the handshake pool (see [`HandshakePool`]). Bytes
+    /// that are not a TLS ClientHello (plain HTTP, garbage) fail it at once.
     pub fn accept(&self, tcp: TcpStream, timeout: Duration) -> Result<Socket, HandshakeError> {
-        let mut conn =
-            ServerConnection::new(Arc::clone(&self.config)).map_err(HandshakeError::Refused)?;
         let deadline = Instant::now() + timeout;
         let left = || {
             let left = deadline.saturating_duration_since(Instant::now());
             (!left.is_zero()).then_some(left)
         };
-        // On the heap: the handshake is the deepest the thread's stack
-        // ever goes, and every page it touches stays resident.
+        let mut conn: Option<Box<ServerConnection>> = None;
         let mut raw = vec![0u8; RAW_READ];
         loop {
-            while conn.wants_write() {
-                let limit = left().ok_or(HandshakeError::TimedOut)?;
-                tcp.set_write_timeout(Some(limit))
-                    .map_err(|_| HandshakeError::Closed)?;
-                conn.write_tls(&mut &tcp).map_err(|e| match e.kind() {
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => HandshakeError::TimedOut,
-                    _ => HandshakeError::Closed,
-                })?;
-            }
-            if !conn.is_handshaking() {
-                break;
+            if let Some(conn) = &mut conn {
+                while conn.wants_write() {
+                    let limit = left().ok_or(HandshakeError::TimedOut)?;
+                    tcp.set_write_timeout(Some(limit))
+                        .map_err(|_| HandshakeError::Closed)?;
+                    conn.write_tls(&mut &tcp).map_err(|e| match e.kind() {
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                            HandshakeError::TimedOut
+                        }
+                        _ => HandshakeError::Closed,
+                    })?;
+                }
+                if !conn.is_handshaking() {
+                    break;
+                }
             }
             let limit = left().ok_or(HandshakeError::TimedOut)?;
             tcp.set_read_timeout(Some(limit))
@@ -245,24 +250,28 @@ impl Tls {
                 }
                 Err(_) => return Err(HandshakeError::Closed),
             };
-            let mut input = &raw[..n];
-            let processed = loop {
-                if conn.read_tls(&mut input).is_err() {
-                    return Err(HandshakeError::Closed);
-                }
-                let processed = conn.process_new_packets();
-                if input.is_empty() || processed.is_err() {
-                    break processed;
-                }
+            let limit = left().ok_or(HandshakeError::TimedOut)?;
+            let flight = Flight {
+                config: Arc::clone(&self.config),
+                conn: conn.take(),
+                raw,
+                len: n,
             };
-            if let Err(error) = processed {
-                // The alert rustls queued, if the peer can take it at once.
-                let _ = tcp.set_write_timeout(Some(Duration::from_millis(100)));
-                let _ = conn.write_tls(&mut &tcp);
+            let done = self.pool.run(flight, limit)?;
+            raw = done.raw;
+            let mut processed = done.conn;
+            if let Err(error) = done.result {
+                if let (Some(conn), HandshakeError::Refused(_)) = (&mut processed, &error) {
+                    // The alert rustls queued, if the peer can take it at once.
+                    let _ = tcp.set_write_timeout(Some(Duration::from_millis(100)));
+                    let _ = conn.write_tls(&mut &tcp);
+                }
                 let _ = tcp.shutdown(Shutdown::Both);
-                return Err(HandshakeError::Refused(error));
+                return Err(error);
             }
+            conn = processed;
         }
+        let conn = conn.ok_or(HandshakeError::Closed)?;
         let _ = tcp.set_read_timeout(None);
         let _ = tcp.set_write_timeout(None);
         Ok(Socket::tls(
@@ -275,6 +284,129 @@ impl Tls {
                 pending: Mutex::new(Vec::new()),
             },
         ))
+    }
+}
+
+/// One flight of handshake bytes from a client, to be processed away from
+/// the connection's thread: the session so far (none before the
+/// ClientHello) and the ciphertext read.
+struct Flight {
+    config: Arc<rustls::ServerConfig>,
+    conn: Option<Box<ServerConnection>>,
+    raw: Vec<u8>,
+    len: usize,
+}
+
+/// A processed flight, back to the connection's thread with its buffer.
+struct Processed {
+    conn: Option<Box<ServerConnection>>,
+    raw: Vec<u8>,
+    result: Result<(), HandshakeError>,
+}
+
+impl Flight {
+    /// The CPU-heavy part of a handshake: parse the flight, run the key
+    /// exchange, sign, derive the keys, queue the server's reply.
+    fn process(self) -> Processed {
+        let Flight {
+            config,
+            conn,
+            raw,
+            len,
+        } = self;
+        let mut conn = match conn {
+            Some(conn) => conn,
+            None => match ServerConnection::new(config) {
+                Ok(conn) => Box::new(conn),
+                Err(error) => {
+                    return Processed {
+                        conn: None,
+                        raw,
+                        result: Err(HandshakeError::Refused(error)),
+                    }
+                }
+            },
+        };
+        let mut input = &raw[..len];
+        let result = loop {
+            if conn.read_tls(&mut input).is_err() {
+                break Err(HandshakeError::Closed);
+            }
+            match conn.process_new_packets() {
+                Err(error) => break Err(HandshakeError::Refused(error)),
+                Ok(_) if input.is_empty() => break Ok(()),
+                Ok(_) => {}
+            }
+        };
+        Processed {
+            conn: Some(conn),
+            raw,
+            result,
+        }
+    }
+}
+
+/// Most flights that wait for a handshake thread; past it, a connection's
+/// own thread processes its flight itself (slower to give back memory, but
+/// never refused).
+const POOL_QUEUE: usize = 128;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A few threads (one per core) that run every handshake's CPU-heavy
+/// steps, so that no connection thread's stack ever goes as deep as rustls
+/// and ring's signature do: stack pages once touched stay resident for
+/// the thread's life. Why: `docs/architecture.md`, "TLS".
+#[derive(Debug)]
+struct HandshakePool {
+    jobs: Option<SyncSender<Job>>,
+}
+
+impl HandshakePool {
+    fn new() -> HandshakePool {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let (jobs, queue) = mpsc::sync_channel::<Job>(POOL_QUEUE);
+        let queue = Arc::new(Mutex::new(queue));
+        let mut started = 0;
+        for _ in 0..threads {
+            let queue = Arc::clone(&queue);
+            let spawned = std::thread::Builder::new()
+                .name("tls-handshake".into())
+                .spawn(move || loop {
+                    let job = relock(&queue).recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => break,
+                    }
+                });
+            started += usize::from(spawned.is_ok());
+        }
+        HandshakePool {
+            jobs: (started > 0).then_some(jobs),
+        }
+    }
+
+    /// Process `flight` on a handshake thread, or on this one if none can
+    /// take it now; wait at most `limit` for the result.
+    fn run(&self, flight: Flight, limit: Duration) -> Result<Processed, HandshakeError> {
+        let (done, result) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move || {
+            let _ = done.send(flight.process());
+        });
+        let inline = match &self.jobs {
+            Some(jobs) => match jobs.try_send(job) {
+                Ok(()) => None,
+                Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => Some(job),
+            },
+            None => Some(job),
+        };
+        if let Some(job) = inline {
+            job();
+        }
+        result.recv_timeout(limit).map_err(|e| match e {
+            RecvTimeoutError::Timeout => HandshakeError::TimedOut,
+            RecvTimeoutError::Disconnected => HandshakeError::Closed,
+        })
     }
 }
 
@@ -298,7 +430,7 @@ pub(crate) struct Session {
 
 #[derive(Debug)]
 struct Decrypting {
-    conn: ServerConnection,
+    conn: Box<ServerConnection>,
     /// The peer closed TCP.
     tcp_closed: bool,
 }
