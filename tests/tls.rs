@@ -681,6 +681,63 @@ fn a_client_that_says_nothing_is_dropped_at_the_handshake_timeout() {
 }
 
 #[test]
+fn many_handshakes_at_once_complete_while_stalled_clients_wait_for_their_timeout() {
+    if !openssl_available() && missing("the openssl command") {
+        return;
+    }
+    let pki = Pki::new("many");
+    let (cert, key) = pki.leaf("leaf", KeyKind::EcdsaPkcs8);
+    let server = TlsServer::start(&cert, &key, &["--handshake-timeout", "30"]);
+    let config = pki.client_config(rustls::ALL_VERSIONS);
+    // Clients stalled before and inside their handshake: their connections'
+    // threads wait on their sockets, which must hold up no one else.
+    let mut stalled = vec![server.raw(), server.raw()];
+    stalled[1]
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
+    // More handshakes at once than the server has cores.
+    let clients: Vec<_> = (0..40)
+        .map(|i| {
+            let url = server.url("/echo");
+            let tcp = server.raw();
+            let config = Arc::clone(&config);
+            std::thread::spawn(move || {
+                let (mut socket, response) = tungstenite::client_tls_with_config(
+                    url,
+                    tcp,
+                    None,
+                    Some(Connector::Rustls(config)),
+                )
+                .expect("wss handshake");
+                assert_eq!(response.status(), 101);
+                echo_round_trip(&mut socket, &format!("client {i}"));
+            })
+        })
+        .collect();
+    for client in clients {
+        client
+            .join()
+            .expect("every client completes its handshake and echo");
+    }
+    // The stalled ones are still waiting, not refused.
+    for tcp in &mut stalled {
+        tcp.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        match tcp.read(&mut byte) {
+            Err(e) => assert!(
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "{e}"
+            ),
+            Ok(n) => panic!("a stalled client got {n} bytes before its timeout"),
+        }
+    }
+}
+
+#[test]
 fn the_shutdown_close_1001_goes_out_over_tls() {
     if !openssl_available() && missing("the openssl command") {
         return;
