@@ -738,6 +738,28 @@ fn many_handshakes_at_once_complete_while_stalled_clients_wait_for_their_timeout
 }
 
 #[test]
+fn a_tls_1_3_key_update_from_the_client_keeps_the_session_going() {
+    if !openssl_available() && missing("the openssl command") {
+        return;
+    }
+    let pki = Pki::new("keyupdate");
+    let (cert, key) = pki.leaf("leaf", KeyKind::EcdsaPkcs8);
+    let server = TlsServer::start(&cert, &key, &[]);
+    let config = pki.client_config(&[&rustls::version::TLS13]);
+    let mut echo = server.wss("/echo", &config);
+    echo_round_trip(&mut echo, "before the key update");
+    // RFC 8446 4.6.3: the client's KeyUpdate (update_requested) changes the
+    // keys of what it sends from here on, and asks the server to change
+    // its own.
+    match echo.get_mut() {
+        MaybeTlsStream::Rustls(stream) => stream.conn.refresh_traffic_keys().unwrap(),
+        _ => panic!("not TLS"),
+    }
+    echo_round_trip(&mut echo, "after the key update");
+    echo_round_trip(&mut echo, "and again");
+}
+
+#[test]
 fn the_shutdown_close_1001_goes_out_over_tls() {
     if !openssl_available() && missing("the openssl command") {
         return;
