@@ -681,6 +681,85 @@ fn a_client_that_says_nothing_is_dropped_at_the_handshake_timeout() {
 }
 
 #[test]
+fn many_handshakes_at_once_complete_while_stalled_clients_wait_for_their_timeout() {
+    if !openssl_available() && missing("the openssl command") {
+        return;
+    }
+    let pki = Pki::new("many");
+    let (cert, key) = pki.leaf("leaf", KeyKind::EcdsaPkcs8);
+    let server = TlsServer::start(&cert, &key, &["--handshake-timeout", "30"]);
+    let config = pki.client_config(rustls::ALL_VERSIONS);
+    // Clients stalled before and inside their handshake: their connections'
+    // threads wait on their sockets, which must hold up no one else.
+    let mut stalled = vec![server.raw(), server.raw()];
+    stalled[1]
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
+    // More handshakes at once than the server has cores.
+    let clients: Vec<_> = (0..40)
+        .map(|i| {
+            let url = server.url("/echo");
+            let tcp = server.raw();
+            let config = Arc::clone(&config);
+            std::thread::spawn(move || {
+                let (mut socket, response) = tungstenite::client_tls_with_config(
+                    url,
+                    tcp,
+                    None,
+                    Some(Connector::Rustls(config)),
+                )
+                .expect("wss handshake");
+                assert_eq!(response.status(), 101);
+                echo_round_trip(&mut socket, &format!("client {i}"));
+            })
+        })
+        .collect();
+    for client in clients {
+        client
+            .join()
+            .expect("every client completes its handshake and echo");
+    }
+    // The stalled ones are still waiting, not refused.
+    for tcp in &mut stalled {
+        tcp.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        match tcp.read(&mut byte) {
+            Err(e) => assert!(
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "{e}"
+            ),
+            Ok(n) => panic!("a stalled client got {n} bytes before its timeout"),
+        }
+    }
+}
+
+#[test]
+fn a_tls_1_3_key_update_from_the_client_keeps_the_session_going() {
+    if !openssl_available() && missing("the openssl command") {
+        return;
+    }
+    let pki = Pki::new("keyupdate");
+    let (cert, key) = pki.leaf("leaf", KeyKind::EcdsaPkcs8);
+    let server = TlsServer::start(&cert, &key, &[]);
+    let config = pki.client_config(&[&rustls::version::TLS13]);
+    let mut echo = server.wss("/echo", &config);
+    echo_round_trip(&mut echo, "before the key update");
+    // RFC 8446 4.6.3: the client's KeyUpdate (update_requested) changes the
+    // keys of what it sends from here on, and asks the server to change
+    // its own.
+    match echo.get_mut() {
+        MaybeTlsStream::Rustls(stream) => stream.conn.refresh_traffic_keys().unwrap(),
+        _ => panic!("not TLS"),
+    }
+    echo_round_trip(&mut echo, "after the key update");
+    echo_round_trip(&mut echo, "and again");
+}
+
+#[test]
 fn the_shutdown_close_1001_goes_out_over_tls() {
     if !openssl_available() && missing("the openssl command") {
         return;

@@ -2,22 +2,27 @@
 //! TLS 1.3 (RFC 8446) and 1.2 (RFC 5246) by rustls with its `ring`
 //! provider. This module owns the certificate and key (read from PEM,
 //! checked to match, swapped on SIGHUP without touching open connections),
-//! the server handshake on the connection's own thread within
-//! `--handshake-timeout`, and the TLS session a [`Socket`] shares between
-//! the threads of one connection. How the session is shared and what a
+//! the server handshake (socket I/O on the connection's own thread within
+//! `--handshake-timeout`, the CPU-heavy part on a small shared pool), and
+//! the TLS session a [`Socket`] shares between the threads of one
+//! connection, on rustls' unbuffered API so that the buffers are ours and
+//! an idle connection holds none. How the session is shared and what a
 //! write means with TLS: `docs/architecture.md`, "TLS".
 
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use rustls::crypto::{ring, CryptoProvider};
+use rustls::server::UnbufferedServerConnection;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{InconsistentKeys, ServerConnection};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
+use rustls::InconsistentKeys;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -156,6 +161,7 @@ impl ResolvesServerCert for Current {
 pub struct Tls {
     config: Arc<rustls::ServerConfig>,
     current: Arc<Current>,
+    pool: Arc<HandshakePool>,
 }
 
 /// Why a TLS handshake did not complete.
@@ -189,6 +195,7 @@ impl Tls {
         Ok(Tls {
             config: Arc::new(config),
             current,
+            pool: Arc::new(HandshakePool::new()),
         })
     }
 
@@ -201,33 +208,20 @@ impl Tls {
         Ok(())
     }
 
-    /// Run the server handshake on `tcp` within `timeout`, on the calling
-    /// thread. Bytes that are not a TLS ClientHello (plain HTTP, garbage)
-    /// fail it at once.
+    /// Run the server handshake on `tcp` within `timeout`. The calling
+    /// thread does the socket I/O and keeps the time; each flight it reads
+    /// is processed on the handshake pool (see [`HandshakePool`]). Bytes
+    /// that are not a TLS ClientHello (plain HTTP, garbage) fail it at once.
     pub fn accept(&self, tcp: TcpStream, timeout: Duration) -> Result<Socket, HandshakeError> {
-        let mut conn =
-            ServerConnection::new(Arc::clone(&self.config)).map_err(HandshakeError::Refused)?;
         let deadline = Instant::now() + timeout;
         let left = || {
             let left = deadline.saturating_duration_since(Instant::now());
             (!left.is_zero()).then_some(left)
         };
-        // On the heap: the handshake is the deepest the thread's stack
-        // ever goes, and every page it touches stays resident.
+        let mut conn: Option<Box<UnbufferedServerConnection>> = None;
+        let mut incoming = Vec::new();
         let mut raw = vec![0u8; RAW_READ];
         loop {
-            while conn.wants_write() {
-                let limit = left().ok_or(HandshakeError::TimedOut)?;
-                tcp.set_write_timeout(Some(limit))
-                    .map_err(|_| HandshakeError::Closed)?;
-                conn.write_tls(&mut &tcp).map_err(|e| match e.kind() {
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => HandshakeError::TimedOut,
-                    _ => HandshakeError::Closed,
-                })?;
-            }
-            if !conn.is_handshaking() {
-                break;
-            }
             let limit = left().ok_or(HandshakeError::TimedOut)?;
             tcp.set_read_timeout(Some(limit))
                 .map_err(|_| HandshakeError::Closed)?;
@@ -235,55 +229,285 @@ impl Tls {
                 Ok(0) => return Err(HandshakeError::Closed),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(HandshakeError::TimedOut)
-                }
+                Err(e) if would_block(&e) => return Err(HandshakeError::TimedOut),
                 Err(_) => return Err(HandshakeError::Closed),
             };
-            let mut input = &raw[..n];
-            let processed = loop {
-                if conn.read_tls(&mut input).is_err() {
-                    return Err(HandshakeError::Closed);
-                }
-                let processed = conn.process_new_packets();
-                if input.is_empty() || processed.is_err() {
-                    break processed;
-                }
-            };
-            if let Err(error) = processed {
-                // The alert rustls queued, if the peer can take it at once.
-                let _ = tcp.set_write_timeout(Some(Duration::from_millis(100)));
-                let _ = conn.write_tls(&mut &tcp);
+            incoming.extend_from_slice(&raw[..n]);
+            if incoming.len() > MAX_HANDSHAKE_INPUT {
                 let _ = tcp.shutdown(Shutdown::Both);
-                return Err(HandshakeError::Refused(error));
+                return Err(HandshakeError::Closed);
+            }
+            let limit = left().ok_or(HandshakeError::TimedOut)?;
+            let flight = Flight {
+                config: Arc::clone(&self.config),
+                conn: conn.take(),
+                incoming,
+            };
+            let done = self.pool.run(flight, limit)?;
+            incoming = done.incoming;
+            if !done.outgoing.is_empty() {
+                let limit = left().ok_or(HandshakeError::TimedOut)?;
+                let _ = tcp.set_write_timeout(Some(match done.result {
+                    Err(_) => Duration::from_millis(100),
+                    Ok(_) => limit,
+                }));
+                if let Err(e) = (&tcp).write_all(&done.outgoing) {
+                    if done.result.is_ok() {
+                        return Err(if would_block(&e) {
+                            HandshakeError::TimedOut
+                        } else {
+                            HandshakeError::Closed
+                        });
+                    }
+                }
+            }
+            match done.result {
+                Err(error) => {
+                    let _ = tcp.shutdown(Shutdown::Both);
+                    return Err(error);
+                }
+                Ok(Progress::NeedMore) => conn = done.conn,
+                Ok(Progress::Done) => {
+                    let conn = done.conn.ok_or(HandshakeError::Closed)?;
+                    let _ = tcp.set_read_timeout(None);
+                    let _ = tcp.set_write_timeout(None);
+                    let mut state = Decrypting {
+                        conn,
+                        incoming,
+                        plaintext: Vec::new(),
+                        taken: 0,
+                        outgoing: Vec::new(),
+                        tcp_closed: false,
+                        peer_closed: false,
+                    };
+                    // Application data that came with the client's Finished.
+                    state.decrypt().map_err(HandshakeError::Refused)?;
+                    let session = Session {
+                        conn: Mutex::new(state),
+                        pending: Mutex::new(Vec::new()),
+                    };
+                    return Ok(Socket::tls(tcp, session));
+                }
             }
         }
-        let _ = tcp.set_read_timeout(None);
-        let _ = tcp.set_write_timeout(None);
-        Ok(Socket::tls(
-            tcp,
-            Session {
-                conn: Mutex::new(Decrypting {
-                    conn,
-                    tcp_closed: false,
-                }),
-                pending: Mutex::new(Vec::new()),
-            },
-        ))
     }
 }
 
-/// Most ciphertext read from the TCP stream at a time (a TLS record is at
-/// most 16 KiB; rustls joins the pieces).
+/// One flight of handshake bytes from a client, to be processed away from
+/// the connection's thread: the session so far (none before the
+/// ClientHello) and the ciphertext not processed yet.
+struct Flight {
+    config: Arc<rustls::ServerConfig>,
+    conn: Option<Box<UnbufferedServerConnection>>,
+    incoming: Vec<u8>,
+}
+
+/// Where a handshake stands after a flight.
+enum Progress {
+    /// The client's next flight is needed.
+    NeedMore,
+    /// The handshake is over.
+    Done,
+}
+
+/// A processed flight, back to the connection's thread: what is left of
+/// the input and what to send.
+struct Processed {
+    conn: Option<Box<UnbufferedServerConnection>>,
+    incoming: Vec<u8>,
+    outgoing: Vec<u8>,
+    result: Result<Progress, HandshakeError>,
+}
+
+/// Append what `encode` writes to `out`, growing it as rustls asks
+/// (`room`: the first guess).
+fn encode_into(
+    out: &mut Vec<u8>,
+    mut room: usize,
+    mut encode: impl FnMut(&mut [u8]) -> Result<usize, usize>,
+) {
+    let start = out.len();
+    loop {
+        out.resize(start + room, 0);
+        match encode(&mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return;
+            }
+            Err(required) if required > room => room = required,
+            Err(_) => {
+                out.truncate(start);
+                return;
+            }
+        }
+    }
+}
+
+fn encode_size(e: EncodeError) -> usize {
+    match e {
+        EncodeError::InsufficientSize(size) => size.required_size,
+        _ => 0,
+    }
+}
+
+fn encrypt_size(e: EncryptError) -> usize {
+    match e {
+        EncryptError::InsufficientSize(size) => size.required_size,
+        _ => 0,
+    }
+}
+
+impl Flight {
+    /// The CPU-heavy part of a handshake: parse the flight, run the key
+    /// exchange, sign, derive the keys, encode the server's reply.
+    fn process(self) -> Processed {
+        let Flight {
+            config,
+            conn,
+            mut incoming,
+        } = self;
+        let mut outgoing = Vec::new();
+        let mut conn = match conn {
+            Some(conn) => conn,
+            None => match UnbufferedServerConnection::new(config) {
+                Ok(conn) => Box::new(conn),
+                Err(error) => {
+                    return Processed {
+                        conn: None,
+                        incoming,
+                        outgoing,
+                        result: Err(HandshakeError::Refused(error)),
+                    }
+                }
+            },
+        };
+        let mut failed: Option<rustls::Error> = None;
+        let result = loop {
+            let status = conn.process_tls_records(&mut incoming);
+            let discard = status.discard;
+            let step = match status.state {
+                Err(error) => {
+                    // Once more, for the alert rustls queued; then stop.
+                    if failed.is_some() {
+                        Some(Err(HandshakeError::Refused(error)))
+                    } else {
+                        failed = Some(error);
+                        None
+                    }
+                }
+                Ok(ConnectionState::EncodeTlsData(mut data)) => {
+                    encode_into(&mut outgoing, 1024, |out| {
+                        data.encode(out).map_err(encode_size)
+                    });
+                    None
+                }
+                Ok(ConnectionState::TransmitTlsData(data)) => {
+                    // Sent by the connection's thread when this returns.
+                    data.done();
+                    None
+                }
+                Ok(ConnectionState::BlockedHandshake) => Some(Ok(Progress::NeedMore)),
+                Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
+                    Some(Err(HandshakeError::Closed))
+                }
+                Ok(_) => Some(Ok(Progress::Done)),
+            };
+            incoming.drain(..discard);
+            if let Some(step) = step {
+                break step;
+            }
+        };
+        let result = match failed {
+            Some(error) => Err(HandshakeError::Refused(error)),
+            None => result,
+        };
+        Processed {
+            conn: Some(conn),
+            incoming,
+            outgoing,
+            result,
+        }
+    }
+}
+
+/// Most handshake bytes held unprocessed: rustls joins a handshake
+/// message of up to 64 KiB from records of up to 16 KiB each, and refuses
+/// more; this bounds what a client can make the server hold meanwhile.
+const MAX_HANDSHAKE_INPUT: usize = 96 * 1024;
+
+/// Most flights that wait for a handshake thread; past it, a connection's
+/// own thread processes its flight itself (slower to give back memory, but
+/// never refused).
+const POOL_QUEUE: usize = 128;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A few threads (one per core) that run every handshake's CPU-heavy
+/// steps, so that no connection thread's stack ever goes as deep as rustls
+/// and ring's signature do: stack pages once touched stay resident for
+/// the thread's life. Why: `docs/architecture.md`, "TLS".
+#[derive(Debug)]
+struct HandshakePool {
+    jobs: Option<SyncSender<Job>>,
+}
+
+impl HandshakePool {
+    fn new() -> HandshakePool {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let (jobs, queue) = mpsc::sync_channel::<Job>(POOL_QUEUE);
+        let queue = Arc::new(Mutex::new(queue));
+        let mut started = 0;
+        for _ in 0..threads {
+            let queue = Arc::clone(&queue);
+            let spawned = std::thread::Builder::new()
+                .name("tls-handshake".into())
+                .spawn(move || loop {
+                    let job = relock(&queue).recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => break,
+                    }
+                });
+            started += usize::from(spawned.is_ok());
+        }
+        HandshakePool {
+            jobs: (started > 0).then_some(jobs),
+        }
+    }
+
+    /// Process `flight` on a handshake thread, or on this one if none can
+    /// take it now; wait at most `limit` for the result.
+    fn run(&self, flight: Flight, limit: Duration) -> Result<Processed, HandshakeError> {
+        let (done, result) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move || {
+            let _ = done.send(flight.process());
+        });
+        let inline = match &self.jobs {
+            Some(jobs) => match jobs.try_send(job) {
+                Ok(()) => None,
+                Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => Some(job),
+            },
+            None => Some(job),
+        };
+        if let Some(job) = inline {
+            job();
+        }
+        result.recv_timeout(limit).map_err(|e| match e {
+            RecvTimeoutError::Timeout => HandshakeError::TimedOut,
+            RecvTimeoutError::Disconnected => HandshakeError::Closed,
+        })
+    }
+}
+
+/// Most ciphertext read from the TCP stream at a time into a buffer of
+/// the caller's.
 const RAW_READ: usize = 4096;
 
 /// Below this, a read's own buffer is too small to take ciphertext in.
 const SMALL_READ: usize = 1024;
+
+/// Most plaintext one write encrypts.
+const WRITE_LIMIT: usize = 64 * 1024;
 
 /// One connection's TLS session after its handshake. Two locks: `conn`
 /// (the rustls state) is only ever held to encrypt or decrypt in memory,
@@ -296,11 +520,118 @@ pub(crate) struct Session {
     pending: Mutex<Vec<u8>>,
 }
 
-#[derive(Debug)]
+/// rustls' unbuffered connection and the buffers it leaves to us, each
+/// empty and unallocated while the connection is idle.
 struct Decrypting {
-    conn: ServerConnection,
+    conn: Box<UnbufferedServerConnection>,
+    /// Ciphertext read, not yet a whole record.
+    incoming: Vec<u8>,
+    /// Plaintext decrypted, not yet read (from `taken` on).
+    plaintext: Vec<u8>,
+    taken: usize,
+    /// Records rustls made by itself (alerts, key updates), for `pending`.
+    outgoing: Vec<u8>,
     /// The peer closed TCP.
     tcp_closed: bool,
+    /// The peer sent close_notify.
+    peer_closed: bool,
+}
+
+impl fmt::Debug for Decrypting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decrypting")
+            .field("incoming", &self.incoming.len())
+            .field("plaintext", &(self.plaintext.len() - self.taken))
+            .field("tcp_closed", &self.tcp_closed)
+            .field("peer_closed", &self.peer_closed)
+            .finish()
+    }
+}
+
+impl Decrypting {
+    /// Decrypt every whole record in `incoming`.
+    fn decrypt(&mut self) -> Result<(), rustls::Error> {
+        loop {
+            let status = self.conn.process_tls_records(&mut self.incoming);
+            let mut discard = status.discard;
+            let mut again = true;
+            match status.state {
+                Err(error) => {
+                    self.incoming.drain(..discard);
+                    // The alert rustls queued, if any.
+                    let status = self.conn.process_tls_records(&mut []);
+                    if let Ok(ConnectionState::EncodeTlsData(mut data)) = status.state {
+                        encode_into(&mut self.outgoing, 1024, |out| {
+                            data.encode(out).map_err(encode_size)
+                        });
+                    }
+                    return Err(error);
+                }
+                Ok(ConnectionState::ReadTraffic(mut traffic)) => {
+                    while let Some(record) = traffic.next_record() {
+                        let record = record?;
+                        discard += record.discard;
+                        self.plaintext.extend_from_slice(record.payload);
+                    }
+                }
+                Ok(ConnectionState::EncodeTlsData(mut data)) => {
+                    encode_into(&mut self.outgoing, 1024, |out| {
+                        data.encode(out).map_err(encode_size)
+                    });
+                }
+                Ok(ConnectionState::TransmitTlsData(data)) => data.done(),
+                Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
+                    self.peer_closed = true;
+                    again = false;
+                }
+                Ok(_) => again = false,
+            }
+            self.incoming.drain(..discard);
+            if !again {
+                break;
+            }
+        }
+        if self.incoming.is_empty() {
+            // An idle connection keeps no buffer.
+            self.incoming = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Encrypt `plaintext` (or close_notify) into `out`; false when rustls
+    /// cannot encrypt now.
+    fn encrypt(&mut self, out: &mut Vec<u8>, plaintext: Option<&[u8]>) -> bool {
+        loop {
+            let status = self.conn.process_tls_records(&mut []);
+            match status.state {
+                Ok(ConnectionState::EncodeTlsData(mut data)) => {
+                    encode_into(&mut self.outgoing, 1024, |out| {
+                        data.encode(out).map_err(encode_size)
+                    });
+                }
+                Ok(ConnectionState::TransmitTlsData(data)) => data.done(),
+                Ok(ConnectionState::WriteTraffic(mut traffic)) => {
+                    out.append(&mut self.outgoing);
+                    match plaintext {
+                        // Each record adds at most 5 + 16 + 1 + 255 bytes.
+                        Some(plaintext) => encode_into(
+                            out,
+                            plaintext.len() + 300 * (plaintext.len() / 16384 + 1),
+                            |buf| traffic.encrypt(plaintext, buf).map_err(encrypt_size),
+                        ),
+                        None => encode_into(out, 64, |buf| {
+                            traffic.queue_close_notify(buf).map_err(encrypt_size)
+                        }),
+                    }
+                    return true;
+                }
+                _ => {
+                    out.append(&mut self.outgoing);
+                    return false;
+                }
+            }
+        }
+    }
 }
 
 fn relock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -319,51 +650,46 @@ impl Session {
     /// stream *without* holding a lock (writers go on meanwhile), then
     /// decrypt under the lock. 0: the peer closed (close_notify or TCP).
     pub(crate) fn read(&self, tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-        // Ciphertext is read into the caller's buffer (rustls copies it
-        // out at once), so an idle connection holds no buffer of its own;
-        // only a tiny one gets help from the stack.
-        let mut small = [0u8; SMALL_READ];
+        // Ciphertext is read into the caller's buffer and copied out at
+        // once, so an idle connection holds no buffer of its own; only a
+        // tiny one gets help, from the heap.
+        let mut small = Vec::new();
         loop {
             {
                 let mut state = relock(&self.conn);
-                match state.conn.reader().read(buf) {
-                    Ok(n) => return Ok(n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    // TCP closed without close_notify: for a WebSocket,
-                    // whose Close frames say whether it ended cleanly, an
-                    // end like any other.
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                    Err(e) => return Err(e),
+                let state = &mut *state;
+                if state.taken < state.plaintext.len() {
+                    let n = (&state.plaintext[state.taken..]).read(buf)?;
+                    state.taken += n;
+                    if state.taken == state.plaintext.len() {
+                        state.plaintext = Vec::new();
+                        state.taken = 0;
+                    }
+                    return Ok(n);
                 }
-                if state.tcp_closed {
+                // TCP closed without close_notify: for a WebSocket, whose
+                // Close frames say whether it ended cleanly, an end like
+                // any other.
+                if state.tcp_closed || state.peer_closed {
                     return Ok(0);
                 }
             }
-            // At most RAW_READ: its plaintext must fit rustls' 16 KiB
-            // plaintext limit (read_tls refuses more).
             let raw: &mut [u8] = if buf.len() >= SMALL_READ {
                 let limit = buf.len().min(RAW_READ);
                 &mut buf[..limit]
             } else {
+                small.resize(SMALL_READ, 0);
                 &mut small
             };
             let n = (&*tcp).read(raw)?;
             let (processed, reply) = {
                 let mut state = relock(&self.conn);
-                let mut input = &raw[..n];
                 if n == 0 {
                     state.tcp_closed = true;
                 }
-                // rustls holds about one record before it must process it;
-                // the plaintext of one raw read stays under its 16 KiB limit.
-                let processed = loop {
-                    state.conn.read_tls(&mut input)?;
-                    let processed = state.conn.process_new_packets();
-                    if input.is_empty() || processed.is_err() {
-                        break processed;
-                    }
-                };
-                (processed, state.conn.wants_write())
+                state.incoming.extend_from_slice(&raw[..n]);
+                let processed = state.decrypt();
+                (processed, !state.outgoing.is_empty())
             };
             if reply {
                 // An alert, a key update: rare, and small.
@@ -371,15 +697,6 @@ impl Session {
             }
             if let Err(error) = processed {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, error));
-            }
-        }
-    }
-
-    /// Move what rustls has encrypted into `pending`.
-    fn take_ciphertext(&self, pending: &mut Vec<u8>, conn: &mut ServerConnection) {
-        while conn.wants_write() {
-            if conn.write_tls(pending).is_err() {
-                break;
             }
         }
     }
@@ -408,12 +725,30 @@ impl Session {
         result
     }
 
-    /// Encrypt as much of `bufs` as rustls' buffer limit takes (64 KiB),
-    /// into `pending`; returns how many plaintext bytes that was.
+    /// Encrypt as much of `bufs` as [`WRITE_LIMIT`] allows into `pending`;
+    /// returns how many plaintext bytes that was.
     fn encrypt(&self, pending: &mut Vec<u8>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let mut state = relock(&self.conn);
-        let accepted = state.conn.writer().write_vectored(bufs)?;
-        self.take_ciphertext(pending, &mut state.conn);
+        let mut accepted = 0;
+        for buf in bufs {
+            let take = buf.len().min(WRITE_LIMIT - accepted);
+            if take == 0 {
+                continue;
+            }
+            if !state.encrypt(pending, Some(&buf[..take])) {
+                if accepted == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "the TLS session is closed",
+                    ));
+                }
+                break;
+            }
+            accepted += take;
+            if accepted == WRITE_LIMIT {
+                break;
+            }
+        }
         Ok(accepted)
     }
 
@@ -440,7 +775,7 @@ impl Session {
         let mut pending = relock(&self.pending);
         {
             let mut state = relock(&self.conn);
-            self.take_ciphertext(&mut pending, &mut state.conn);
+            pending.append(&mut state.outgoing);
         }
         Self::drain(tcp, &mut pending)
     }
@@ -485,8 +820,7 @@ impl Session {
         };
         {
             let mut state = relock(&self.conn);
-            state.conn.send_close_notify();
-            self.take_ciphertext(&mut pending, &mut state.conn);
+            state.encrypt(&mut pending, None);
         }
         if tcp.set_nonblocking(true).is_ok() {
             let _ = Self::drain(tcp, &mut pending);
