@@ -9,7 +9,9 @@
 //! - [`Codec`] (feature `deflate`): one connection's compression state.
 //!   With no context takeover it holds no DEFLATE state between messages:
 //!   what a message needs comes from a process-wide pool and goes back to
-//!   it, reset, when the message ends.
+//!   it, reset, when the message ends. Compressing runs on two threads
+//!   shared by every connection, so the compressor's deep stack frames
+//!   never reach a connection thread's stack (docs/benchmarks.md).
 
 use super::handshake::ExtensionOffer;
 
