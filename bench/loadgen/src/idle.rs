@@ -39,6 +39,9 @@ pub struct Options {
     pub hold: Duration,
     /// Offer permessage-deflate and echo a compressed 1 KiB text.
     pub deflate: bool,
+    /// Echo the 1 KiB text uncompressed instead of 16 bytes (the
+    /// baseline `deflate` compares with).
+    pub text: bool,
 }
 
 /// What each connection offers with `deflate`: no context takeover is the
@@ -64,25 +67,23 @@ pub struct Outcome {
     pub open_secs: f64,
 }
 
-fn echo_once(stream: &mut TcpStream, leftover: &[u8], rng: &mut Rng) -> bool {
-    let payload = rng.next_u64().to_le_bytes();
-    let mut frame = Vec::with_capacity(32);
-    ws::write_frame(
-        &mut frame,
-        true,
-        op::BINARY,
-        &[&payload, b"idle-check"],
-        ws::mask_key(rng),
-    );
+fn echo_once(stream: &mut TcpStream, leftover: &[u8], rng: &mut Rng, text: bool) -> bool {
+    let (kind, expected) = if text {
+        (op::TEXT, json_text(rng))
+    } else {
+        let mut bytes = rng.next_u64().to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"idle-check");
+        (op::BINARY, bytes)
+    };
+    let mut frame = Vec::with_capacity(expected.len() + 16);
+    ws::write_frame(&mut frame, true, kind, &[&expected], ws::mask_key(rng));
     if stream.write_all(&frame).is_err() {
         return false;
     }
-    let mut reader = ws::Reader::new(256);
+    let mut reader = ws::Reader::new(4096);
     reader.push(leftover);
     loop {
-        let mut expected = payload.to_vec();
-        expected.extend_from_slice(b"idle-check");
-        match reader.next(|kind, got| kind == Incoming::Data(op::BINARY) && got == expected) {
+        match reader.next(|got_kind, got| got_kind == Incoming::Data(kind) && got == expected) {
             Ok(Some(ok)) => return ok,
             Ok(None) => {}
             Err(_) => return false,
@@ -252,7 +253,7 @@ pub fn run(opts: &Options) -> Outcome {
                         let echoed = if opts.deflate {
                             echo_compressed(stream, leftover, &mut rng)
                         } else {
-                            echo_once(stream, leftover, &mut rng)
+                            echo_once(stream, leftover, &mut rng, opts.text)
                         };
                         if echoed {
                             ok += 1;

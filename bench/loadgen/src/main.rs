@@ -60,6 +60,7 @@ server's resources. Defaults in brackets:
   --pid PID              read the server's RSS, threads and fds from /proc
   --no-metrics           do not GET /metrics (it takes a connection slot)
   --deflate              idle: offer permessage-deflate, require it, echo 1 KiB compressed
+                         (idle --text: the same 1 KiB text, uncompressed)
   --path PATH            endpoint                            [/echo or /ws]
   --window BYTES         echo: most unanswered bytes per connection [262144]
   --id-prefix TEXT       chat: user ids are TEXT0, TEXT1, ... [soak<pid>-]
@@ -197,6 +198,7 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
                 openers: args.num("openers", 4)?,
                 hold: args.secs("hold", 0.0)?,
                 deflate: args.flags.contains_key("deflate"),
+                text: args.flags.contains_key("text"),
             };
             let o = idle::run(&opts);
             let n = o.opened.max(1) as f64;
