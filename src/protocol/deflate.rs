@@ -9,7 +9,9 @@
 //! - [`Codec`] (feature `deflate`): one connection's compression state.
 //!   With no context takeover it holds no DEFLATE state between messages:
 //!   what a message needs comes from a process-wide pool and goes back to
-//!   it, reset, when the message ends.
+//!   it, reset, when the message ends. Compressing runs on two threads
+//!   shared by every connection, so the compressor's deep stack frames
+//!   never reach a connection thread's stack (docs/benchmarks.md).
 
 use super::handshake::ExtensionOffer;
 
@@ -178,7 +180,7 @@ pub use codec::{compress_segment, Codec, InflateError};
 
 #[cfg(feature = "deflate")]
 mod codec {
-    use std::sync::Mutex;
+    use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
     use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
@@ -221,8 +223,12 @@ mod codec {
         let mut pool = lock(&DEFLATERS);
         match pool.iter().rposition(|(b, _)| *b == bits) {
             Some(at) => pool.swap_remove(at).1,
-            None => Compress::new_with_window_bits(Compression::default(), false, bits),
+            None => new_deflater(bits),
         }
+    }
+
+    fn new_deflater(bits: u8) -> Compress {
+        Compress::new_with_window_bits(Compression::default(), false, bits)
     }
 
     fn give_deflater(bits: u8, mut deflater: Compress) {
@@ -290,8 +296,8 @@ mod codec {
         /// with a sync flush, its `00 00 ff ff` tail removed.
         pub fn compress(&mut self, payload: &[u8]) -> Vec<u8> {
             let bits = self.agreement.server_max_window_bits;
-            let mut deflater = self.deflater.take().unwrap_or_else(|| take_deflater(bits));
-            let out = deflate_sync(&mut deflater, payload);
+            let deflater = self.deflater.take().unwrap_or_else(|| take_deflater(bits));
+            let (deflater, out) = deflate_sync(bits, deflater, payload);
             if self.agreement.server_no_context_takeover {
                 give_deflater(bits, deflater);
             } else {
@@ -387,8 +393,8 @@ mod codec {
     /// only the part that differs per recipient each time. `last`: the
     /// message's final piece, whose tail is removed.
     pub fn compress_segment(window_bits: u8, bytes: &[u8], last: bool) -> Vec<u8> {
-        let mut deflater = take_deflater(window_bits);
-        let mut out = deflate_sync(&mut deflater, bytes);
+        let deflater = take_deflater(window_bits);
+        let (deflater, mut out) = deflate_sync(window_bits, deflater, bytes);
         give_deflater(window_bits, deflater);
         if !last {
             out.extend_from_slice(&TAIL);
@@ -396,8 +402,73 @@ mod codec {
         out
     }
 
-    /// DEFLATE `payload` with a sync flush and remove the flush's tail.
-    fn deflate_sync(deflater: &mut Compress, payload: &[u8]) -> Vec<u8> {
+    /// Threads that run every compression. zlib-rs's compressor reaches
+    /// one stack page deeper than anything else a connection thread does,
+    /// and a thread's stack pages stay resident once touched: compressing
+    /// here keeps that page off every connection (docs/benchmarks.md).
+    const COMPRESS_THREADS: usize = 2;
+
+    /// A payload to compress with a deflater, and where to send both back.
+    struct Job {
+        deflater: Compress,
+        payload: Vec<u8>,
+        reply: mpsc::SyncSender<(Compress, Vec<u8>)>,
+    }
+
+    /// The compression threads' queue, started on first use; `None` when
+    /// no thread could be started (then callers compress themselves).
+    fn compress_queue() -> Option<&'static Mutex<mpsc::Sender<Job>>> {
+        static QUEUE: OnceLock<Option<Mutex<mpsc::Sender<Job>>>> = OnceLock::new();
+        QUEUE
+            .get_or_init(|| {
+                let (jobs, queue) = mpsc::channel::<Job>();
+                let queue = Arc::new(Mutex::new(queue));
+                let mut started = 0;
+                for i in 0..COMPRESS_THREADS {
+                    let queue = Arc::clone(&queue);
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("deflate-{i}"))
+                        .spawn(move || loop {
+                            let job = lock(&queue).recv();
+                            let Ok(mut job) = job else { return };
+                            let out = deflate_here(&mut job.deflater, &job.payload);
+                            let _ = job.reply.send((job.deflater, out));
+                        });
+                    started += usize::from(spawned.is_ok());
+                }
+                (started > 0).then(|| Mutex::new(jobs))
+            })
+            .as_ref()
+    }
+
+    /// DEFLATE `payload` with a sync flush and remove the flush's tail, on
+    /// a compression thread (or here if none runs).
+    fn deflate_sync(bits: u8, deflater: Compress, payload: &[u8]) -> (Compress, Vec<u8>) {
+        let here = |mut deflater: Compress| {
+            let out = deflate_here(&mut deflater, payload);
+            (deflater, out)
+        };
+        let Some(queue) = compress_queue() else {
+            return here(deflater);
+        };
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job = Job {
+            deflater,
+            payload: payload.to_vec(),
+            reply,
+        };
+        if let Err(mpsc::SendError(job)) = lock(queue).send(job) {
+            return here(job.deflater);
+        }
+        // The thread died mid-job (a panic in the compressor): compress
+        // here with a fresh compressor, whose blocks refer to nothing
+        // before them and so still follow any earlier message.
+        answer.recv().unwrap_or_else(|_| here(new_deflater(bits)))
+    }
+
+    /// DEFLATE `payload` with a sync flush and remove the flush's tail, on
+    /// this thread.
+    fn deflate_here(deflater: &mut Compress, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(payload.len() / 2 + 64);
         let mut rest = payload;
         loop {

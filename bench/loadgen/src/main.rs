@@ -31,7 +31,7 @@ line; exit status 0 when nothing went wrong, 1 when something did, 2 on
 bad usage, 3 when a soak passed --max-time.
 
   loadgen echo      --addr A [--path /echo] --conns N --size BYTES --inflight K --duration S --warmup S [--threads T] [--text]
-  loadgen idle      --addr A [--path /echo] --conns N --pid PID [--settle S] [--hold S]
+  loadgen idle      --addr A [--path /echo] --conns N --pid PID [--settle S] [--hold S] [--deflate]
   loadgen chat-idle --addr A --sessions N --pid PID [--settle S]   # SocketBox /ws only
   loadgen handshake --addr A [--path /echo] --clients C --duration S --warmup S
   loadgen fanout    --addr A [--addr2 B] --sessions N --rounds R [--pid PID] [--flavour chat|broadcast] [--path P]
@@ -59,6 +59,8 @@ server's resources. Defaults in brackets:
   --drain S              time to wait for the last deliveries [10]
   --pid PID              read the server's RSS, threads and fds from /proc
   --no-metrics           do not GET /metrics (it takes a connection slot)
+  --deflate              idle: offer permessage-deflate, require it, echo 1 KiB compressed
+                         (idle --text: the same 1 KiB text, uncompressed)
   --path PATH            endpoint                            [/echo or /ws]
   --window BYTES         echo: most unanswered bytes per connection [262144]
   --id-prefix TEXT       chat: user ids are TEXT0, TEXT1, ... [soak<pid>-]
@@ -78,7 +80,7 @@ impl Args {
             let Some(name) = args[i].strip_prefix("--") else {
                 return Err(format!("unexpected argument {:?}", args[i]));
             };
-            if name == "text" || name == "no-metrics" {
+            if name == "text" || name == "no-metrics" || name == "deflate" {
                 flags.insert(name.to_owned(), "1".to_owned());
                 i += 1;
                 continue;
@@ -195,6 +197,8 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
                 settle: args.secs("settle", 2.0)?,
                 openers: args.num("openers", 4)?,
                 hold: args.secs("hold", 0.0)?,
+                deflate: args.flags.contains_key("deflate"),
+                text: args.flags.contains_key("text"),
             };
             let o = idle::run(&opts);
             let n = o.opened.max(1) as f64;

@@ -92,6 +92,19 @@ pub fn handshake(
     path: &str,
     rng: &mut Rng,
 ) -> Result<Vec<u8>, HandshakeError> {
+    handshake_offering(stream, addr, path, rng, None).map(|(leftover, _)| leftover)
+}
+
+/// The opening handshake, offering `extensions` (a `Sec-WebSocket-Extensions`
+/// value) when given; returns the bytes after the response head and the
+/// response's `Sec-WebSocket-Extensions` value, if any.
+pub fn handshake_offering(
+    stream: &mut TcpStream,
+    addr: SocketAddr,
+    path: &str,
+    rng: &mut Rng,
+    extensions: Option<&str>,
+) -> Result<(Vec<u8>, Option<String>), HandshakeError> {
     let nonce: [u8; 16] = {
         let (a, b) = (rng.next_u64(), rng.next_u64());
         let mut n = [0u8; 16];
@@ -102,7 +115,10 @@ pub fn handshake(
     let key = base64::engine::general_purpose::STANDARD.encode(nonce);
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n",
+        offer = extensions.map_or(String::new(), |e| format!(
+            "Sec-WebSocket-Extensions: {e}\r\n"
+        ))
     );
     stream.write_all(request.as_bytes())?;
     let mut head = Vec::with_capacity(256);
@@ -134,7 +150,12 @@ pub fn handshake(
     if !accepted {
         return Err(HandshakeError::Refused("wrong Sec-WebSocket-Accept".into()));
     }
-    Ok(head[end..].to_vec())
+    let agreed = text.lines().find_map(|line| {
+        line.split_once(':')
+            .filter(|(name, _)| name.trim().eq_ignore_ascii_case("sec-websocket-extensions"))
+            .map(|(_, value)| value.trim().to_owned())
+    });
+    Ok((head[end..].to_vec(), agreed))
 }
 
 /// The first position of `needle` in `haystack`.
