@@ -63,6 +63,9 @@ server's resources. Defaults in brackets:
   --window BYTES         echo: most unanswered bytes per connection [262144]
   --id-prefix TEXT       chat: user ids are TEXT0, TEXT1, ... [soak<pid>-]
   --max-time S           hard bound on the whole run [ramp + connect timeout + duration + drain + 60]
+fanout:
+  --stopped N            the first N receivers never read after AUTH (sockets kept open) [0]
+  --size BYTES           filler added to each broadcast's data [0]
 N connections need N descriptors here and in the server: `ulimit -n 20000`.
 ";
 
