@@ -437,6 +437,12 @@ impl Crowd {
         self.events = events;
     }
 
+    /// Never read session `index` again, keeping its socket open: a client
+    /// that stopped reading. It no longer counts as alive.
+    pub fn stop_reading(&mut self, index: usize) {
+        self.drop_session(index);
+    }
+
     /// Stop watching session `index`.
     fn drop_session(&mut self, index: usize) {
         let session = &mut self.sessions[index];
@@ -550,6 +556,8 @@ pub struct FanoutOutcome {
     /// The server and the system before connecting and once every session
     /// is connected (and, for the chat, authenticated) and quiet.
     pub memory: Option<(Sample, Sample)>,
+    /// With stopped receivers: what became of them.
+    pub stopped: Option<StoppedOutcome>,
 }
 
 /// What a fan-out run asks for.
@@ -569,6 +577,45 @@ pub struct FanoutOptions {
     pub rounds: usize,
     /// The server's process, for the memory readings (0: none).
     pub pid: u32,
+    /// Receivers (the first ones after the sender) that never read again
+    /// once authenticated: their sockets stay open, unpolled.
+    pub stopped: usize,
+    /// Bytes of filler added to each broadcast's data (0: the token only).
+    pub size: usize,
+}
+
+/// What happened to the stopped receivers, and the server's memory.
+#[derive(Debug, Default)]
+pub struct StoppedOutcome {
+    /// Stopped receivers whose socket ended (EOF or reset) after the rounds:
+    /// the server dropped them.
+    pub dropped: usize,
+    /// Stopped receivers still open when the check's time ran out.
+    pub open: usize,
+    /// The server's RSS after the last round, once the stopped were drained.
+    pub rss_after_kib: u64,
+    /// The highest RSS sampled after each round.
+    pub rss_peak_kib: u64,
+}
+
+/// Read what a stopped receiver's socket holds until it ends or `deadline`
+/// passes: true when it ended (the server closed or reset it).
+fn ended(stream: &mut TcpStream, deadline: Instant) -> bool {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match io::Read::read(stream, &mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => return true,
+        }
+    }
 }
 
 /// Broadcast from session 0 to `receivers` sessions, `rounds` times.
@@ -581,6 +628,12 @@ pub fn fanout(o: &FanoutOptions) -> io::Result<FanoutOutcome> {
         Flavour::Plain => Crowd::connect_plain(o.addrs[0], &o.path, count, Opening::FAST)?,
     };
     crowd.settle(Duration::from_millis(1500), Duration::from_secs(30));
+    // The stopped receivers: no longer polled, so never read again.
+    let stopped_count = o.stopped.min(crowd.sessions.len().saturating_sub(1));
+    for index in 1..=stopped_count {
+        crowd.stop_reading(index);
+    }
+    let filler = "x".repeat(o.size);
     let mut outcome = FanoutOutcome {
         receivers: crowd.sessions.len().saturating_sub(1),
         memory: before.map(|before| (before, procfs::sample(o.pid))),
@@ -592,19 +645,29 @@ pub fn fanout(o: &FanoutOptions) -> io::Result<FanoutOutcome> {
         let token = format!("fanout-{prefix}-{round}");
         let mut got: Vec<Option<Instant>> = vec![None; count];
         let mut stored: Vec<(usize, Vec<u8>)> = Vec::with_capacity(count);
-        let mut pending = count - 1;
+        let mut pending = (stopped_count + 1..count)
+            .filter(|&i| crowd.sessions[i].alive)
+            .count();
+        let data = format!("{token}{filler}");
         let t0 = Instant::now();
         match o.flavour {
             Flavour::Chat => {
-                crowd.sessions[0].send_json(&json!({"code": code::BROADCAST, "data": token}))
+                crowd.sessions[0].send_json(&json!({"code": code::BROADCAST, "data": data}))
             }
-            Flavour::Plain => crowd.sessions[0].send_text(&token),
+            Flavour::Plain => crowd.sessions[0].send_text(&data),
         }
         if !crowd.sessions[0].flush() {
             crowd.errors.sessions += 1;
             break;
         }
         let deadline = t0 + Duration::from_secs(10);
+        // The sender's socket may not take a large broadcast at once.
+        while !crowd.sessions[0].out.is_empty() && Instant::now() < deadline {
+            if !crowd.sessions[0].flush() {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
         while pending > 0 && Instant::now() < deadline {
             crowd.pump(Duration::from_millis(20), |_, i, now, payload| {
                 // Check later: parsing here would delay reading the rest.
@@ -617,7 +680,7 @@ pub fn fanout(o: &FanoutOptions) -> io::Result<FanoutOutcome> {
         }
         if o.flavour == Flavour::Plain {
             for (i, payload) in stored {
-                if i == 0 || payload != token.as_bytes() {
+                if i == 0 || payload != data.as_bytes() {
                     crowd.errors.bad += 1;
                     let what = format!("wrong relay to {i}: {}", String::from_utf8_lossy(&payload));
                     crowd.complain(&what);
@@ -633,7 +696,7 @@ pub fn fanout(o: &FanoutOptions) -> io::Result<FanoutOutcome> {
             let body = &message["body"];
             let right = i != 0
                 && body["type"].as_i64() == Some(code::BROADCAST_MESSAGE)
-                && body["data"].as_str() == Some(token.as_str())
+                && body["data"].as_str() == Some(data.as_str())
                 && body["from"].as_str() == Some(from.as_str());
             if !right {
                 crowd.errors.bad += 1;
@@ -641,7 +704,7 @@ pub fn fanout(o: &FanoutOptions) -> io::Result<FanoutOutcome> {
             }
         }
         let mut last = 0;
-        for (i, when) in got.iter().enumerate().skip(1) {
+        for (i, when) in got.iter().enumerate().skip(1 + stopped_count) {
             match when {
                 Some(when) => {
                     let nanos = (*when - t0).as_nanos() as u64;
@@ -654,6 +717,27 @@ pub fn fanout(o: &FanoutOptions) -> io::Result<FanoutOutcome> {
         }
         outcome.last.push(last);
         crowd.settle(Duration::from_millis(200), Duration::from_secs(2));
+        if o.pid != 0 && stopped_count > 0 {
+            let rss = procfs::sample(o.pid).rss_kib;
+            let stopped = outcome.stopped.get_or_insert_with(StoppedOutcome::default);
+            stopped.rss_peak_kib = stopped.rss_peak_kib.max(rss);
+        }
+    }
+    if stopped_count > 0 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut stopped = outcome.stopped.take().unwrap_or_default();
+        for index in 1..=stopped_count {
+            if ended(&mut crowd.sessions[index].stream, deadline) {
+                stopped.dropped += 1;
+            } else {
+                stopped.open += 1;
+            }
+        }
+        if o.pid != 0 {
+            std::thread::sleep(Duration::from_millis(500));
+            stopped.rss_after_kib = procfs::sample(o.pid).rss_kib;
+        }
+        outcome.stopped = Some(stopped);
     }
     outcome.errors = std::mem::take(&mut crowd.errors);
     crowd.close();

@@ -34,7 +34,7 @@ bad usage, 3 when a soak passed --max-time.
   loadgen idle      --addr A [--path /echo] --conns N --pid PID [--settle S] [--hold S] [--deflate]
   loadgen chat-idle --addr A --sessions N --pid PID [--settle S]   # SocketBox /ws only
   loadgen handshake --addr A [--path /echo] --clients C --duration S --warmup S
-  loadgen fanout    --addr A [--addr2 B] --sessions N --rounds R [--pid PID] [--flavour chat|broadcast] [--path P]
+  loadgen fanout    --addr A [--addr2 B] --sessions N --rounds R [--pid PID] [--flavour chat|broadcast] [--path P] [--stopped N] [--size BYTES]
   loadgen peers     --addr A [--addr2 B] --users N --depth K --duration S --warmup S
   loadgen storm     --addr A --pid PID [--subscribers N] [--subscribe 1|0] [--users M] [--storm-secs S] [--presence-interval-ms MS]
   loadgen stress    --addr A [--secret S] [--admin T] [--only PREFIX] [--pid PID --stack-kib K]
@@ -65,6 +65,9 @@ server's resources. Defaults in brackets:
   --window BYTES         echo: most unanswered bytes per connection [262144]
   --id-prefix TEXT       chat: user ids are TEXT0, TEXT1, ... [soak<pid>-]
   --max-time S           hard bound on the whole run [ramp + connect timeout + duration + drain + 60]
+fanout:
+  --stopped N            the first N receivers never read after AUTH (sockets kept open) [0]
+  --size BYTES           filler added to each broadcast's data [0]
 N connections need N descriptors here and in the server: `ulimit -n 20000`.
 ";
 
@@ -311,6 +314,8 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
                 receivers: sessions,
                 rounds: args.num("rounds", 5)?,
                 pid: args.num("pid", 0)?,
+                stopped: args.num("stopped", 0)?,
+                size: args.num("size", 0)?,
             };
             let o = chat::fanout(&opts).map_err(|e| e.to_string())?;
             let mut last: Vec<u64> = o.last.clone();
@@ -332,9 +337,22 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
                 }
                 None => String::new(),
             };
+            let stopped = match &o.stopped {
+                Some(s) => format!(
+                    " stopped={} size={} dropped={} still_open={} rss_start_kib={} rss_peak_kib={} rss_after_kib={}",
+                    opts.stopped,
+                    opts.size,
+                    s.dropped,
+                    s.open,
+                    o.memory.as_ref().map_or(0, |(_, e)| e.rss_kib),
+                    s.rss_peak_kib,
+                    s.rss_after_kib
+                ),
+                None => format!(" stopped=0 size={}", opts.size),
+            };
             println!(
                 "RESULT {label}test=fanout flavour={} sessions={sessions} receivers={} rounds={} last_ms_med={:.2} last_ms_min={:.2} last_ms_max={:.2} \
-                 p50_ms={:.2} errors={} session_errors={} bad={} lost={}{memory} last_ms_all={}",
+                 p50_ms={:.2} errors={} session_errors={} bad={} lost={}{memory}{stopped} last_ms_all={}",
                 args.str("flavour", "chat"),
                 o.receivers,
                 last.len(),
