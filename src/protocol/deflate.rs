@@ -9,7 +9,7 @@
 //! - [`Codec`] (feature `deflate`): one connection's compression state.
 //!   With no context takeover it holds no DEFLATE state between messages:
 //!   what a message needs comes from a process-wide pool and goes back to
-//!   it, reset, when the message ends. Compressing runs on two threads
+//!   it, reset, when the message ends. Compressing runs on a few threads
 //!   shared by every connection, so the compressor's deep stack frames
 //!   never reach a connection thread's stack (docs/benchmarks.md).
 
@@ -406,7 +406,11 @@ mod codec {
     /// one stack page deeper than anything else a connection thread does,
     /// and a thread's stack pages stay resident once touched: compressing
     /// here keeps that page off every connection (docs/benchmarks.md).
-    const COMPRESS_THREADS: usize = 2;
+    /// As many as the cores the process may use (two on the machine the
+    /// figures come from); asked once, when the first message is compressed.
+    fn compress_threads() -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
 
     /// A payload to compress with a deflater, and where to send both back.
     struct Job {
@@ -424,7 +428,7 @@ mod codec {
                 let (jobs, queue) = mpsc::channel::<Job>();
                 let queue = Arc::new(Mutex::new(queue));
                 let mut started = 0;
-                for i in 0..COMPRESS_THREADS {
+                for i in 0..compress_threads() {
                     let queue = Arc::clone(&queue);
                     let spawned = std::thread::Builder::new()
                         .name(format!("deflate-{i}"))
