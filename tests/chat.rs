@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use tungstenite::Message;
 
 use common::{
-    client_frame, eventually, extend_code, raw_request, raw_upgrade, upgrade_request, Client,
-    Server,
+    client_frame, eventually, extend_code, raw_request, raw_upgrade, silent_reader,
+    upgrade_request, Client, Server,
 };
 
 /// Milliseconds since the Unix epoch, the clock of MESSAGE `time`.
@@ -573,16 +573,6 @@ fn flood(mut sender: Client, target: &'static str) -> thread::JoinHandle<(Client
         }
         panic!("{target} was never dropped ({sent} messages of 60 kB sent)");
     })
-}
-
-/// A raw `/ws` connection authenticated as `id` that reads nothing.
-fn silent_reader(server: &Server, id: &str) -> TcpStream {
-    let mut stream = raw_upgrade(server, "/ws");
-    let auth = format!(r#"{{"code":10000,"id":"{id}"}}"#);
-    stream
-        .write_all(&client_frame(0x81, auth.as_bytes()))
-        .unwrap();
-    stream
 }
 
 #[test]

@@ -7,23 +7,11 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use common::{client_frame, eventually, raw_upgrade, read_frame, Client, Server};
-
-/// A raw `/ws` connection authenticated as `id`, which reads nothing yet.
-fn silent_reader(server: &Server, id: &str) -> TcpStream {
-    let mut stream = raw_upgrade(server, "/ws");
-    let auth = format!(r#"{{"code":10000,"id":"{id}"}}"#);
-    stream
-        .write_all(&client_frame(0x81, auth.as_bytes()))
-        .unwrap();
-    stream
-}
+use common::{eventually, read_frame, silent_reader, Client, Server};
 
 fn peer(to: &str, n: u64, pad: &str) -> Value {
     json!({"code": 10002, "data": {"to": to, "n": n, "pad": pad}})

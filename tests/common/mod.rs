@@ -220,6 +220,17 @@ pub fn raw_upgrade(server: &Server, path: &str) -> TcpStream {
     stream
 }
 
+/// A raw `/ws` connection authenticated as `id` that reads nothing (yet):
+/// a slow or stopped consumer.
+pub fn silent_reader(server: &Server, id: &str) -> TcpStream {
+    let mut stream = raw_upgrade(server, "/ws");
+    let auth = format!(r#"{{"code":10000,"id":"{id}"}}"#);
+    stream
+        .write_all(&client_frame(0x81, auth.as_bytes()))
+        .unwrap();
+    stream
+}
+
 /// Read an HTTP response head, up to and including its empty line, byte by
 /// byte so that nothing behind it is consumed.
 pub fn read_head(stream: &mut TcpStream) -> String {
