@@ -180,7 +180,9 @@ pub use codec::{compress_segment, Codec, InflateError};
 
 #[cfg(feature = "deflate")]
 mod codec {
-    use std::sync::{mpsc, Arc, Mutex, OnceLock};
+    use std::collections::VecDeque;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
     use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
@@ -416,33 +418,103 @@ mod codec {
     struct Job {
         deflater: Compress,
         payload: Vec<u8>,
-        reply: mpsc::SyncSender<(Compress, Vec<u8>)>,
+        reply: Arc<Reply>,
+    }
+
+    /// A finished job: the deflater and the compressed bytes, or `None`
+    /// when the compressor panicked.
+    type Done = Option<(Compress, Vec<u8>)>;
+
+    /// Where a compression thread leaves a job's result.
+    ///
+    /// A mutex and a condition variable rather than a channel per job:
+    /// std's channels allocate cache-line-aligned state (`memalign`), which
+    /// fragments the heap a little on every message, and build it on the
+    /// connection thread's stack, whose frame then reached a third page.
+    #[derive(Default)]
+    struct Reply {
+        result: Mutex<Option<Done>>,
+        done: Condvar,
+    }
+
+    impl Reply {
+        fn send(&self, result: Done) {
+            *lock(&self.result) = Some(result);
+            self.done.notify_one();
+        }
+
+        fn wait(&self) -> Done {
+            let mut result = lock(&self.result);
+            loop {
+                if let Some(result) = result.take() {
+                    return result;
+                }
+                result = self.done.wait(result).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+    }
+
+    /// The jobs waiting for a compression thread.
+    #[derive(Default)]
+    struct Queue {
+        jobs: Mutex<VecDeque<Job>>,
+        ready: Condvar,
+    }
+
+    impl Queue {
+        fn push(&self, job: Job) {
+            lock(&self.jobs).push_back(job);
+            self.ready.notify_one();
+        }
+
+        fn pop(&self) -> Job {
+            let mut jobs = lock(&self.jobs);
+            loop {
+                if let Some(job) = jobs.pop_front() {
+                    return job;
+                }
+                jobs = self.ready.wait(jobs).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+    }
+
+    /// One compression thread: jobs in, results out, for the process's life.
+    /// A panic in the compressor is caught and reported to the one waiting
+    /// connection, which compresses by itself; the thread goes on.
+    fn compress_jobs(queue: &Queue) {
+        loop {
+            let Job {
+                mut deflater,
+                payload,
+                reply,
+            } = queue.pop();
+            let out = catch_unwind(AssertUnwindSafe(|| deflate_here(&mut deflater, &payload)));
+            reply.send(out.ok().map(|out| (deflater, out)));
+        }
     }
 
     /// The compression threads' queue, started on first use; `None` when
     /// no thread could be started (then callers compress themselves).
-    fn compress_queue() -> Option<&'static Mutex<mpsc::Sender<Job>>> {
-        static QUEUE: OnceLock<Option<Mutex<mpsc::Sender<Job>>>> = OnceLock::new();
+    /// Never inlined, like [`deflate_here`]: the connection thread calls
+    /// [`deflate_sync`] on every compressed message, and a frame swollen by
+    /// the start-up code would reach the idle thread's third stack page.
+    #[inline(never)]
+    fn compress_queue() -> Option<&'static Queue> {
+        static QUEUE: OnceLock<Option<Arc<Queue>>> = OnceLock::new();
         QUEUE
             .get_or_init(|| {
-                let (jobs, queue) = mpsc::channel::<Job>();
-                let queue = Arc::new(Mutex::new(queue));
+                let queue = Arc::new(Queue::default());
                 let mut started = 0;
                 for i in 0..compress_threads() {
                     let queue = Arc::clone(&queue);
                     let spawned = std::thread::Builder::new()
                         .name(format!("deflate-{i}"))
-                        .spawn(move || loop {
-                            let job = lock(&queue).recv();
-                            let Ok(mut job) = job else { return };
-                            let out = deflate_here(&mut job.deflater, &job.payload);
-                            let _ = job.reply.send((job.deflater, out));
-                        });
+                        .spawn(move || compress_jobs(&queue));
                     started += usize::from(spawned.is_ok());
                 }
-                (started > 0).then(|| Mutex::new(jobs))
+                (started > 0).then_some(queue)
             })
-            .as_ref()
+            .as_deref()
     }
 
     /// DEFLATE `payload` with a sync flush and remove the flush's tail, on
@@ -455,23 +527,22 @@ mod codec {
         let Some(queue) = compress_queue() else {
             return here(deflater);
         };
-        let (reply, answer) = mpsc::sync_channel(1);
-        let job = Job {
+        let reply = Arc::new(Reply::default());
+        queue.push(Job {
             deflater,
             payload: payload.to_vec(),
-            reply,
-        };
-        if let Err(mpsc::SendError(job)) = lock(queue).send(job) {
-            return here(job.deflater);
-        }
-        // The thread died mid-job (a panic in the compressor): compress
-        // here with a fresh compressor, whose blocks refer to nothing
-        // before them and so still follow any earlier message.
-        answer.recv().unwrap_or_else(|_| here(new_deflater(bits)))
+            reply: Arc::clone(&reply),
+        });
+        // The compressor panicked: compress here with a fresh compressor,
+        // whose blocks refer to nothing before them and so still follow
+        // any earlier message.
+        reply.wait().unwrap_or_else(|| here(new_deflater(bits)))
     }
 
     /// DEFLATE `payload` with a sync flush and remove the flush's tail, on
-    /// this thread.
+    /// this thread. Never inlined: its frame belongs on the compression
+    /// threads, not in [`deflate_sync`]'s on every connection thread.
+    #[inline(never)]
     fn deflate_here(deflater: &mut Compress, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(payload.len() / 2 + 64);
         let mut rest = payload;

@@ -436,6 +436,13 @@ type Upgrade = (
 
 /// Read and answer one request. For an accepted WebSocket upgrade, return
 /// its application, the bytes behind the head and the subprotocol.
+///
+/// Never inlined: reading and parsing the head takes over 1 KiB of stack
+/// frame, which inlined into [`serve`] would stay below the handler for the
+/// connection's whole life and push its idle read onto a third stack page
+/// (it did in the `deflate` build: 12 KiB resident per idle connection
+/// instead of 8; docs/architecture.md, "An idle session's stack").
+#[inline(never)]
 fn answer_request(
     stream: &mut Socket,
     shared: &Arc<Shared>,

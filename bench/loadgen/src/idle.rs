@@ -269,6 +269,10 @@ pub fn run(opts: &Options) -> Outcome {
     outcome.errors += outcome.opened - verified;
     std::thread::sleep(opts.settle);
     outcome.echoed = procfs::sample(opts.pid);
+    if !opts.hold.is_zero() {
+        // A mark for whoever reads the server from outside meanwhile.
+        eprintln!("holding {} connections for {:?}", outcome.opened, opts.hold);
+    }
     std::thread::sleep(opts.hold);
     let mut rng = Rng::new(7);
     for (stream, _) in groups.iter_mut().flatten() {
