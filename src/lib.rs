@@ -13,12 +13,14 @@
 //! - [`apps`]: the applications: the SocketBox chat on `/ws` ([`apps::chat`]:
 //!   registry, routing, presence, admin API), `/echo`, the demo page,
 //!   `/healthz` and `/metrics`, and the binary's route table.
-//! - [`cli`]: the command line of the `socketbox` binary.
+//! - [`cli`]: the command line of the `socketbox` binary, and [`malloc`]: how
+//!   the binary sets up glibc's allocator for one thread per connection.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod apps;
 pub mod cli;
 pub mod io;
+pub mod malloc;
 pub mod protocol;
 pub mod server;
