@@ -558,6 +558,19 @@ pub struct FanoutOutcome {
     pub memory: Option<(Sample, Sample)>,
     /// With stopped receivers: what became of them.
     pub stopped: Option<StoppedOutcome>,
+    /// CPU seconds used over all the rounds (the server's, with `pid`, and
+    /// this process's own): what a delivery costs the machine, which on a
+    /// machine of few cores bounds the last delivery from below.
+    pub cpu: Option<RoundsCpu>,
+}
+
+/// CPU time used over the rounds of a fan-out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RoundsCpu {
+    /// The server's user + system seconds.
+    pub server: f64,
+    /// The load generator's own.
+    pub loadgen: f64,
 }
 
 /// What a fan-out run asks for.
@@ -641,6 +654,7 @@ pub fn fanout(o: &FanoutOptions) -> io::Result<FanoutOutcome> {
     };
     let count = crowd.sessions.len();
     let prefix = &o.prefix;
+    let cpu_before = (o.pid != 0).then(|| (procfs::cpu_seconds(o.pid), procfs::own_cpu_seconds()));
     for round in 0..o.rounds {
         let token = format!("fanout-{prefix}-{round}");
         let mut got: Vec<Option<Instant>> = vec![None; count];
@@ -723,6 +737,10 @@ pub fn fanout(o: &FanoutOptions) -> io::Result<FanoutOutcome> {
             stopped.rss_peak_kib = stopped.rss_peak_kib.max(rss);
         }
     }
+    outcome.cpu = cpu_before.map(|(server, loadgen)| RoundsCpu {
+        server: procfs::cpu_seconds(o.pid) - server,
+        loadgen: procfs::own_cpu_seconds() - loadgen,
+    });
     if stopped_count > 0 {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut stopped = outcome.stopped.take().unwrap_or_default();
@@ -753,6 +771,8 @@ pub struct PeersOutcome {
     pub latency: Histogram,
     /// Errors.
     pub errors: Errors,
+    /// CPU seconds used inside the window, with the server's `pid`.
+    pub cpu: Option<RoundsCpu>,
 }
 
 /// `users` sessions; each starts `depth` PEER messages to random others and
@@ -765,6 +785,7 @@ pub fn peers(
     depth: usize,
     warmup: Duration,
     duration: Duration,
+    pid: u32,
 ) -> io::Result<PeersOutcome> {
     let mut crowd = Crowd::connect_spread(addrs, "/ws", prefix, users, Opening::FAST)?;
     crowd.settle(Duration::from_millis(1500), Duration::from_secs(30));
@@ -802,10 +823,24 @@ pub fn peers(
     let measure_from = base + warmup;
     let end = measure_from + duration;
     let drain_until = end + Duration::from_secs(3);
+    let cpu_now = || (procfs::cpu_seconds(pid), procfs::own_cpu_seconds());
+    let mut cpu_from = None;
     while Instant::now() < drain_until
         && (Instant::now() < end || received + crowd.errors.bad < sent)
     {
         let sending = Instant::now() < end;
+        if pid != 0 {
+            if cpu_from.is_none() && Instant::now() >= measure_from {
+                cpu_from = Some(cpu_now());
+            }
+            if let (Some((server, loadgen)), false, None) = (cpu_from, sending, outcome.cpu) {
+                let (server_now, loadgen_now) = cpu_now();
+                outcome.cpu = Some(RoundsCpu {
+                    server: server_now - server,
+                    loadgen: loadgen_now - loadgen,
+                });
+            }
+        }
         crowd.pump(Duration::from_millis(20), |crowd, i, now, payload| {
             let Some(message) = crowd.common(i, parse(payload)) else {
                 return;

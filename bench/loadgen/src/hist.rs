@@ -60,6 +60,11 @@ impl Histogram {
         self.max = self.max.max(nanos);
     }
 
+    /// How many values were recorded.
+    pub fn count(&self) -> u64 {
+        self.total
+    }
+
     /// Add another histogram's counts.
     pub fn merge(&mut self, other: &Histogram) {
         for (a, b) in self.counts.iter_mut().zip(&other.counts) {

@@ -35,7 +35,7 @@ bad usage, 3 when a soak passed --max-time.
   loadgen chat-idle --addr A --sessions N --pid PID [--settle S]   # SocketBox /ws only
   loadgen handshake --addr A [--path /echo] --clients C --duration S --warmup S
   loadgen fanout    --addr A [--addr2 B] --sessions N --rounds R [--pid PID] [--flavour chat|broadcast] [--path P] [--stopped N] [--size BYTES]
-  loadgen peers     --addr A [--addr2 B] --users N --depth K --duration S --warmup S
+  loadgen peers     --addr A [--addr2 B] --users N --depth K --duration S --warmup S [--pid PID]
   loadgen storm     --addr A --pid PID [--subscribers N] [--subscribe 1|0] [--users M] [--storm-secs S] [--presence-interval-ms MS]
   loadgen stress    --addr A [--secret S] [--admin T] [--only PREFIX] [--pid PID --stack-kib K]
   loadgen soak echo --addr A [--conns N] [--rate R] [--size BYTES] [--duration S] [--text] [SOAK FLAGS]
@@ -350,9 +350,28 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
                 ),
                 None => format!(" stopped=0 size={}", opts.size),
             };
+            // Per delivery: the CPU the server and this generator spent
+            // over the rounds, divided by the deliveries made; and what
+            // that CPU, spread over every core, leaves as the least time a
+            // round can take when both run on this machine.
+            let cpu = match o.cpu {
+                Some(cpu) if !last.is_empty() => {
+                    let deliveries = (o.deliveries.count() as f64).max(1.0);
+                    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                    let per_round = (cpu.server + cpu.loadgen) / last.len() as f64;
+                    format!(
+                        " server_cpu_us_per_delivery={:.2} loadgen_cpu_us_per_delivery={:.2} cpu_ms_per_round={:.1} cores={cores} cpu_floor_ms={:.1}",
+                        cpu.server * 1e6 / deliveries,
+                        cpu.loadgen * 1e6 / deliveries,
+                        per_round * 1e3,
+                        per_round * 1e3 / cores as f64
+                    )
+                }
+                _ => String::new(),
+            };
             println!(
                 "RESULT {label}test=fanout flavour={} sessions={sessions} receivers={} rounds={} last_ms_med={:.2} last_ms_min={:.2} last_ms_max={:.2} \
-                 p50_ms={:.2} errors={} session_errors={} bad={} lost={}{memory}{stopped} last_ms_all={}",
+                 p50_ms={:.2} errors={} session_errors={} bad={} lost={}{memory}{stopped}{cpu} last_ms_all={}",
                 args.str("flavour", "chat"),
                 o.receivers,
                 last.len(),
@@ -380,11 +399,27 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
                 depth,
                 args.secs("warmup", 1.0)?,
                 duration,
+                args.num("pid", 0)?,
             )
             .map_err(|e| e.to_string())?;
+            // As for fanout: CPU per checked delivery inside the window,
+            // and the rate that CPU allows when both share this machine.
+            let cpu = match o.cpu {
+                Some(cpu) if o.delivered > 0 => {
+                    let per = |seconds: f64| seconds * 1e6 / o.delivered as f64;
+                    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                    format!(
+                        " server_cpu_us_per_delivery={:.2} loadgen_cpu_us_per_delivery={:.2} cores={cores} cpu_ceiling_msgs_per_s={:.0}",
+                        per(cpu.server),
+                        per(cpu.loadgen),
+                        cores as f64 * 1e6 / (per(cpu.server) + per(cpu.loadgen))
+                    )
+                }
+                _ => String::new(),
+            };
             println!(
                 "RESULT {label}test=peers users={users} depth={depth} msgs_per_s={:.0} p50_us={:.1} p99_us={:.1} delivered={} \
-                 errors={} session_errors={} bad={} lost={}",
+                 errors={} session_errors={} bad={} lost={}{cpu}",
                 o.delivered as f64 / duration.as_secs_f64(),
                 micros(o.latency.quantile(0.5)),
                 micros(o.latency.quantile(0.99)),

@@ -158,7 +158,16 @@ pub fn stack_high_water(pid: u32, size_kib: u64) -> (u64, usize) {
 /// and 15 of `/proc/PID/stat`, in clock ticks of 1/100 s (the `USER_HZ`
 /// Linux exports on every architecture this runs on).
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// The same for this process.
+pub fn own_cpu_seconds() -> f64 {
+    stat_cpu_seconds("/proc/self/stat")
+}
+
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let stat = fs::read_to_string(path).unwrap_or_default();
     // The command name may hold spaces and parentheses: count fields after
     // its closing parenthesis, where field 3 (the state) comes first.
     let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
