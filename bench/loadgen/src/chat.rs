@@ -600,10 +600,18 @@ pub struct FanoutOptions {
 /// What happened to the stopped receivers, and the server's memory.
 #[derive(Debug, Default)]
 pub struct StoppedOutcome {
-    /// Stopped receivers whose socket ended (EOF or reset) after the rounds:
-    /// the server dropped them.
+    /// Stopped receivers whose stream ended with the server's Close 1008
+    /// (a slow consumer dropped, PROTOCOL.md) and then EOF.
     pub dropped: usize,
-    /// Stopped receivers still open when the check's time ran out.
+    /// Stopped receivers whose stream ended otherwise: EOF or a reset
+    /// without a Close, or a Close with another code (listed).
+    pub ended_otherwise: usize,
+    /// The codes of those other Closes.
+    pub other_codes: Vec<u16>,
+    /// Of those ended otherwise, how many by a reset (the rest: EOF).
+    pub reset: usize,
+    /// Stopped receivers still open: everything they had been sent was
+    /// read and nothing more came for [`QUIET_OPEN`].
     pub open: usize,
     /// The server's RSS after the last round, once the stopped were drained.
     pub rss_after_kib: u64,
@@ -611,22 +619,55 @@ pub struct StoppedOutcome {
     pub rss_peak_kib: u64,
 }
 
-/// Read what a stopped receiver's socket holds until it ends or `deadline`
-/// passes: true when it ended (the server closed or reset it).
-fn ended(stream: &mut TcpStream, deadline: Instant) -> bool {
-    let mut buf = vec![0u8; 64 * 1024];
+/// How a stopped receiver's stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoppedEnd {
+    /// A Close frame with this code (0: none in it), then EOF or reset.
+    Closed(u16),
+    /// EOF (false) or a reset (true) with no Close frame before it.
+    Cut(bool),
+    /// Still open.
+    Open,
+}
+
+/// A stopped receiver counts as still open once it has read everything
+/// and nothing more arrived for this long: a server that dropped it sent
+/// its Close and FIN during the rounds, so they would be in the pipe.
+const QUIET_OPEN: Duration = Duration::from_secs(1);
+
+/// Read what a stopped receiver's socket holds, frame by frame, until the
+/// stream ends, it stays quiet for [`QUIET_OPEN`], or `deadline` passes.
+fn drain_stopped(session: &mut Session, deadline: Instant) -> StoppedEnd {
+    let mut close = None;
+    let mut quiet_since = Instant::now();
     loop {
-        match io::Read::read(stream, &mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
+        loop {
+            let frame = session.reader.next(|kind, payload| {
+                (kind == ws::Incoming::Close).then(|| match payload {
+                    [a, b, ..] => u16::from_be_bytes([*a, *b]),
+                    _ => 0,
+                })
+            });
+            match frame {
+                Ok(Some(Some(code))) => close = close.or(Some(code)),
+                Ok(Some(None)) => {}
+                // Bytes that are not frames: count it as cut.
+                Err(_) => return StoppedEnd::Cut(false),
+                Ok(None) => break,
+            }
+        }
+        match session.reader.read_from(&mut session.stream) {
+            Ok(0) => return close.map_or(StoppedEnd::Cut(false), StoppedEnd::Closed),
+            Ok(_) => quiet_since = Instant::now(),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if Instant::now() >= deadline {
-                    return false;
+                let now = Instant::now();
+                if now >= deadline || now - quiet_since >= QUIET_OPEN {
+                    return StoppedEnd::Open;
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Err(_) => return true,
+            Err(_) => return close.map_or(StoppedEnd::Cut(true), StoppedEnd::Closed),
         }
     }
 }
@@ -742,13 +783,41 @@ pub fn fanout(o: &FanoutOptions) -> io::Result<FanoutOutcome> {
         loadgen: procfs::own_cpu_seconds() - loadgen,
     });
     if stopped_count > 0 {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Drained side by side: one at a time, the first sockets' megabytes
+        // used up the time of the last ones, which then counted as open.
+        let deadline = Instant::now() + Duration::from_secs(30);
         let mut stopped = outcome.stopped.take().unwrap_or_default();
-        for index in 1..=stopped_count {
-            if ended(&mut crowd.sessions[index].stream, deadline) {
-                stopped.dropped += 1;
-            } else {
-                stopped.open += 1;
+        let stopped_sessions = &mut crowd.sessions[1..=stopped_count];
+        let per_thread = stopped_sessions.len().div_ceil(32);
+        let ends: Vec<StoppedEnd> = std::thread::scope(|scope| {
+            let workers: Vec<_> = stopped_sessions
+                .chunks_mut(per_thread)
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .iter_mut()
+                            .map(|session| drain_stopped(session, deadline))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|worker| worker.join().unwrap_or_default())
+                .collect()
+        });
+        for end in ends {
+            match end {
+                StoppedEnd::Closed(1008) => stopped.dropped += 1,
+                StoppedEnd::Closed(code) => {
+                    stopped.ended_otherwise += 1;
+                    stopped.other_codes.push(code);
+                }
+                StoppedEnd::Cut(reset) => {
+                    stopped.ended_otherwise += 1;
+                    stopped.reset += usize::from(reset);
+                }
+                StoppedEnd::Open => stopped.open += 1,
             }
         }
         if o.pid != 0 {

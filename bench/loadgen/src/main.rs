@@ -339,10 +339,13 @@ fn run(mode: &str, args: &Args) -> Result<bool, String> {
             };
             let stopped = match &o.stopped {
                 Some(s) => format!(
-                    " stopped={} size={} dropped={} still_open={} rss_start_kib={} rss_peak_kib={} rss_after_kib={}",
+                    " stopped={} size={} dropped_with_1008={} ended_otherwise={} of_which_reset={} other_close_codes={} still_open={} rss_start_kib={} rss_peak_kib={} rss_after_kib={}",
                     opts.stopped,
                     opts.size,
                     s.dropped,
+                    s.ended_otherwise,
+                    s.reset,
+                    s.other_codes.iter().map(u16::to_string).collect::<Vec<_>>().join(","),
                     s.open,
                     o.memory.as_ref().map_or(0, |(_, e)| e.rss_kib),
                     s.rss_peak_kib,
