@@ -444,13 +444,7 @@ mod codec {
         }
 
         fn wait(&self) -> Done {
-            let mut result = lock(&self.result);
-            loop {
-                if let Some(result) = result.take() {
-                    return result;
-                }
-                result = self.done.wait(result).unwrap_or_else(|p| p.into_inner());
-            }
+            wait_for(&self.result, &self.done, Option::take)
         }
     }
 
@@ -468,13 +462,22 @@ mod codec {
         }
 
         fn pop(&self) -> Job {
-            let mut jobs = lock(&self.jobs);
-            loop {
-                if let Some(job) = jobs.pop_front() {
-                    return job;
-                }
-                jobs = self.ready.wait(jobs).unwrap_or_else(|p| p.into_inner());
+            wait_for(&self.jobs, &self.ready, VecDeque::pop_front)
+        }
+    }
+
+    /// Wait on `signal` until `take` finds something in `state`.
+    fn wait_for<T, R>(
+        state: &Mutex<T>,
+        signal: &Condvar,
+        mut take: impl FnMut(&mut T) -> Option<R>,
+    ) -> R {
+        let mut guard = lock(state);
+        loop {
+            if let Some(found) = take(&mut guard) {
+                return found;
             }
+            guard = signal.wait(guard).unwrap_or_else(|p| p.into_inner());
         }
     }
 
