@@ -8,9 +8,10 @@
 //! head, its handshake's strings and its first messages' buffers, and they
 //! stay in its cache, unused, for as long as the connection stays idle:
 //! measured with `loadgen idle` and `loadgen chat-idle` at 1,000
-//! connections (docs/benchmarks.md, "glibc's per-thread cache"), about 1.9
-//! KiB of RSS per idle `/echo` connection, 2.9 KiB per idle `/ws` session
-//! and 3.6 KiB per connection with compression negotiated. Freed chunks go
+//! connections (docs/benchmarks.md, "glibc's per-thread cache"), 1.6 KiB
+//! of RSS per idle `/echo` connection (3.5 KiB after a 1 KiB echo), 2.9 KiB
+//! per idle `/ws` session and 3.6 KiB per connection with compression
+//! negotiated. Freed chunks go
 //! back to the arena instead, where any thread reuses them; throughput did
 //! not move measurably (the same page).
 //!
