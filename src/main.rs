@@ -66,7 +66,7 @@ fn main() -> ExitCode {
             if let Err(e) = socketbox::malloc::restart_without_thread_cache() {
                 eprintln!(
                     "socketbox: could not restart with glibc's per-thread malloc cache off \
-                     ({e}); serving anyway, with idle connections about 2 KiB larger"
+                     ({e}); serving anyway, with idle connections 1.6 to 3.6 KiB larger"
                 );
             }
             let tls = config.tls_cert.is_some();
