@@ -7,6 +7,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::apps::chat::message::UserId;
+use crate::apps::StandardConfig;
 use crate::io::config::ServerConfig;
 use crate::protocol::origin::OriginPolicy;
 
@@ -14,7 +15,7 @@ use crate::protocol::origin::OriginPolicy;
 #[derive(Debug, Clone)]
 pub enum Command {
     /// Run the server.
-    Serve(Box<ServerConfig>),
+    Serve(Box<StandardConfig>),
     /// Print a token for `id`, valid for `ttl_secs`.
     Token {
         /// The HMAC secret (`--auth-secret` of the server).
@@ -149,58 +150,69 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Command, Cli
         args.next();
         return parse_token(args);
     }
-    let mut config = ServerConfig::default();
+    let mut config = StandardConfig::default();
     let mut allowed_origins = Vec::new();
     while let Some(flag) = args.next() {
         let a = &mut args;
         match flag {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
-            "--listen" => config.listen = value(a, "--listen")?.to_owned(),
-            "--heartbeat" => config.heartbeat = seconds(a, "--heartbeat")?,
-            "--auth-timeout" => config.auth_timeout = seconds(a, "--auth-timeout")?,
+            "--listen" => config.server.listen = value(a, "--listen")?.to_owned(),
+            "--heartbeat" => config.chat.heartbeat = seconds(a, "--heartbeat")?,
+            "--auth-timeout" => config.chat.auth_timeout = seconds(a, "--auth-timeout")?,
             "--presence-interval" => {
-                config.presence_interval = Duration::from_millis(number(a, "--presence-interval")?)
+                config.chat.presence_interval =
+                    Duration::from_millis(number(a, "--presence-interval")?)
             }
-            "--presence-list-max" => config.presence_list_max = number(a, "--presence-list-max")?,
-            "--auth-secret" => config.auth_secret = Some(value(a, "--auth-secret")?.to_owned()),
-            "--admin-token" => config.admin_token = Some(value(a, "--admin-token")?.to_owned()),
+            "--presence-list-max" => {
+                config.chat.presence_list_max = number(a, "--presence-list-max")?
+            }
+            "--auth-secret" => {
+                config.chat.auth_secret = Some(value(a, "--auth-secret")?.to_owned())
+            }
+            "--admin-token" => {
+                config.chat.admin_token = Some(value(a, "--admin-token")?.to_owned())
+            }
             "--allowed-origin" => allowed_origins.push(value(a, "--allowed-origin")?),
-            "--max-message" => config.max_message = number(a, "--max-message")?,
-            "--echo-max-message" => config.echo_max_message = number(a, "--echo-max-message")?,
-            "--no-echo" => config.echo_enabled = false,
-            "--max-queue" => config.max_queue = number(a, "--max-queue")?,
-            "--max-connections" => config.max_connections = number(a, "--max-connections")?,
+            "--max-message" => config.chat.max_message = number(a, "--max-message")?,
+            "--echo-max-message" => config.echo.max_message = number(a, "--echo-max-message")?,
+            "--no-echo" => config.echo.enabled = false,
+            "--max-queue" => config.chat.max_queue = number(a, "--max-queue")?,
+            "--max-connections" => config.server.max_connections = number(a, "--max-connections")?,
             "--max-connections-per-ip" => {
-                config.max_connections_per_ip = number(a, "--max-connections-per-ip")?
+                config.server.max_connections_per_ip = number(a, "--max-connections-per-ip")?
             }
-            "--handshake-timeout" => config.handshake_timeout = seconds(a, "--handshake-timeout")?,
-            "--rate-limit" => config.rate_limit = number(a, "--rate-limit")?,
-            "--idle-timeout" => config.idle_timeout = seconds(a, "--idle-timeout")?,
-            "--thread-stack" => config.thread_stack = number(a, "--thread-stack")?,
-            "--trace" => config.trace = true,
+            "--handshake-timeout" => {
+                config.server.handshake_timeout = seconds(a, "--handshake-timeout")?
+            }
+            "--rate-limit" => config.chat.rate_limit = number(a, "--rate-limit")?,
+            "--idle-timeout" => config.echo.idle_timeout = seconds(a, "--idle-timeout")?,
+            "--thread-stack" => config.server.thread_stack = number(a, "--thread-stack")?,
+            "--trace" => config.server.trace = true,
             // Several nodes over Redis.
-            "--redis" => config.redis = Some(redis_url(value(a, "--redis")?)?),
-            "--node-id" => config.node_id = Some(node_id(value(a, "--node-id")?)?),
+            "--redis" => config.chat.redis = Some(redis_url(value(a, "--redis")?)?),
+            "--node-id" => config.chat.node_id = Some(node_id(value(a, "--node-id")?)?),
             // TLS: a block of its own.
-            "--tls-cert" => config.tls_cert = Some(value(a, "--tls-cert")?.into()),
-            "--tls-key" => config.tls_key = Some(value(a, "--tls-key")?.into()),
+            "--tls-cert" => config.server.tls_cert = Some(value(a, "--tls-cert")?.into()),
+            "--tls-key" => config.server.tls_key = Some(value(a, "--tls-key")?.into()),
             // permessage-deflate: a block of its own.
-            "--deflate" => config.deflate = true,
-            "--deflate-context-takeover" => config.deflate_context_takeover = true,
-            "--deflate-min-size" => config.deflate_min_size = number(a, "--deflate-min-size")?,
+            "--deflate" => config.server.deflate = true,
+            "--deflate-context-takeover" => config.server.deflate_context_takeover = true,
+            "--deflate-min-size" => {
+                config.server.deflate_min_size = number(a, "--deflate-min-size")?
+            }
             other => return Err(CliError::UnknownFlag(other.to_owned())),
         }
     }
-    check_tls(&config)?;
-    if config.deflate && !cfg!(feature = "deflate") {
+    check_tls(&config.server)?;
+    if config.server.deflate && !cfg!(feature = "deflate") {
         return Err(CliError::Refused {
             flag: "--deflate",
             value: String::new(),
             rule: "this build has no compression: build with --features deflate",
         });
     }
-    if config.heartbeat.is_zero() {
+    if config.chat.heartbeat.is_zero() {
         return Err(CliError::BadValue {
             flag: "--heartbeat",
             value: "0".into(),
@@ -208,7 +220,7 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Command, Cli
     }
     // Parsed once here, so a typo stops the server at start instead of
     // silently matching no request.
-    config.allowed_origins =
+    config.server.allowed_origins =
         OriginPolicy::new(&allowed_origins).map_err(|error| CliError::BadValue {
             flag: "--allowed-origin",
             value: error.origin,
@@ -300,7 +312,7 @@ fn parse_token<'a>(mut args: impl Iterator<Item = &'a str>) -> Result<Command, C
 mod tests {
     use super::*;
 
-    fn serve(args: &[&str]) -> ServerConfig {
+    fn serve(args: &[&str]) -> StandardConfig {
         match parse(args.iter().copied()) {
             Ok(Command::Serve(config)) => *config,
             other => panic!("{other:?}"),
@@ -310,13 +322,13 @@ mod tests {
     #[test]
     fn defaults_match_the_protocol_table() {
         let c = serve(&[]);
-        assert_eq!(c.listen, "127.0.0.1:8080");
-        assert_eq!(c.heartbeat, Duration::from_secs(30));
-        assert_eq!(c.max_message, 65536);
-        assert_eq!(c.echo_max_message, 16 * 1024 * 1024);
-        assert_eq!(c.max_queue, 1024 * 1024);
-        assert_eq!(c.max_connections, 10_000);
-        assert!(c.echo_enabled);
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(c.chat.heartbeat, Duration::from_secs(30));
+        assert_eq!(c.chat.max_message, 65536);
+        assert_eq!(c.echo.max_message, 16 * 1024 * 1024);
+        assert_eq!(c.chat.max_queue, 1024 * 1024);
+        assert_eq!(c.server.max_connections, 10_000);
+        assert!(c.echo.enabled);
     }
 
     #[test]
@@ -335,17 +347,17 @@ mod tests {
             "7",
             "--trace",
         ]);
-        assert_eq!(c.listen, "127.0.0.1:0");
-        assert!(!c.echo_enabled);
+        assert_eq!(c.server.listen, "127.0.0.1:0");
+        assert!(!c.echo.enabled);
         assert_eq!(
-            c.allowed_origins,
+            c.server.allowed_origins,
             OriginPolicy::new(["http://a", "http://b"]).unwrap()
         );
-        assert!(c.allowed_origins.allows(Some("http://b")));
-        assert!(!c.allowed_origins.allows(Some("http://c")));
-        assert_eq!(c.presence_interval, Duration::from_millis(250));
-        assert_eq!(c.presence_list_max, 7);
-        assert!(c.trace);
+        assert!(c.server.allowed_origins.allows(Some("http://b")));
+        assert!(!c.server.allowed_origins.allows(Some("http://c")));
+        assert_eq!(c.chat.presence_interval, Duration::from_millis(250));
+        assert_eq!(c.chat.presence_list_max, 7);
+        assert!(c.server.trace);
     }
 
     #[test]
@@ -387,13 +399,13 @@ mod tests {
 
     #[test]
     fn deflate_flags() {
-        assert!(!serve(&[]).deflate);
-        assert_eq!(serve(&[]).deflate_min_size, 256);
+        assert!(!serve(&[]).server.deflate);
+        assert_eq!(serve(&[]).server.deflate_min_size, 256);
         let c = serve(&["--deflate-context-takeover", "--deflate-min-size", "0"]);
-        assert!(c.deflate_context_takeover);
-        assert_eq!(c.deflate_min_size, 0);
+        assert!(c.server.deflate_context_takeover);
+        assert_eq!(c.server.deflate_min_size, 0);
         if cfg!(feature = "deflate") {
-            assert!(serve(&["--deflate"]).deflate);
+            assert!(serve(&["--deflate"]).server.deflate);
         } else {
             assert!(matches!(
                 parse(["--deflate"]),
@@ -424,14 +436,14 @@ mod tests {
             })
         ));
         let c = serve(&["--node-id", "node-1"]);
-        assert_eq!(c.node_id.as_deref(), Some("node-1"));
+        assert_eq!(c.chat.node_id.as_deref(), Some("node-1"));
     }
 
     #[cfg(feature = "redis")]
     #[test]
     fn a_redis_url_is_kept() {
         let c = serve(&["--redis", "redis://127.0.0.1:6379/0"]);
-        assert_eq!(c.redis.as_deref(), Some("redis://127.0.0.1:6379/0"));
+        assert_eq!(c.chat.redis.as_deref(), Some("redis://127.0.0.1:6379/0"));
     }
 
     #[cfg(not(feature = "redis"))]

@@ -69,7 +69,7 @@ fn main() -> ExitCode {
                      ({e}); serving anyway, with idle connections 1.6 to 3.6 KiB larger"
                 );
             }
-            let tls = config.tls_cert.is_some();
+            let tls = config.server.tls_cert.is_some();
             let server = match socketbox::apps::standard_server(*config) {
                 Ok(server) => server,
                 Err(e) => {

@@ -148,8 +148,11 @@ fn the_shutdown_counts_its_1001_and_not_the_answers() {
     // In process: the shutdown's Close 1001 is sent by another thread than
     // the connection's, and each client's answer to it must not count as a
     // handshake the client began.
-    let config = socketbox::server::ServerConfig {
-        listen: "127.0.0.1:0".into(),
+    let config = socketbox::apps::StandardConfig {
+        server: socketbox::server::ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let server = socketbox::apps::standard_server(config).unwrap();

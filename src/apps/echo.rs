@@ -28,7 +28,7 @@
 use std::io;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::protocol::{CloseCode, Config, Connection, Event, Message, State};
 
@@ -225,27 +225,73 @@ fn read_between_messages(writer: &EchoWriter, metrics: &Metrics) -> ReadOutcome 
     outcome
 }
 
+/// The echo's settings, from the flags that only `/echo` reads.
+#[derive(Debug, Clone)]
+pub struct EchoConfig {
+    /// Whether `/echo` is mounted at all (`--no-echo`: 404).
+    pub enabled: bool,
+    /// Largest message (`--echo-max-message`): past it, close 1009
+    /// (RFC 6455 7.4.1).
+    pub max_message: usize,
+    /// How long a connection may stay silent before it is closed
+    /// (`--idle-timeout`).
+    pub idle_timeout: Duration,
+}
+
+impl Default for EchoConfig {
+    fn default() -> Self {
+        EchoConfig {
+            enabled: true,
+            max_message: 16 * 1024 * 1024,
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
 /// `/echo` as a WebSocket application.
 #[derive(Debug, Default)]
-pub struct Echo;
+pub struct Echo {
+    config: EchoConfig,
+}
+
+impl Echo {
+    /// The echo with these settings.
+    pub fn new(config: EchoConfig) -> Echo {
+        Echo { config }
+    }
+}
 
 impl WebSocketHandler for Echo {
     fn serve(&self, upgraded: Upgraded<'_>) {
         #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
         let mut conn = Connection::new(Config {
-            max_message: upgraded.context.config.echo_max_message,
+            max_message: self.config.max_message,
         });
         #[cfg(feature = "deflate")]
         if let Some(agreement) = upgraded.deflate {
             conn.use_deflate(agreement, upgraded.context.config.deflate_min_size);
         }
-        run(upgraded.stream, conn, &upgraded.leftover, upgraded.context);
+        let idle_timeout = self.config.idle_timeout;
+        run(
+            upgraded.stream,
+            conn,
+            &upgraded.leftover,
+            upgraded.context,
+            idle_timeout,
+        );
     }
 }
 
-/// Run an upgraded `/echo` connection until it closes. `leftover` holds
-/// bytes that arrived right behind the request head.
-pub fn run(stream: Socket, mut conn: Connection, leftover: &[u8], shared: &Context) {
+/// Run an upgraded `/echo` connection until it closes, or until it has
+/// been silent for `idle_timeout`. `leftover` holds bytes that arrived
+/// right behind the request head.
+pub fn run(
+    stream: Socket,
+    mut conn: Connection,
+    leftover: &[u8],
+    shared: &Context,
+    idle_timeout: Duration,
+) {
     let metrics = &shared.metrics;
     conn.receive(leftover);
     let trace = shared
@@ -267,7 +313,7 @@ pub fn run(stream: Socket, mut conn: Connection, leftover: &[u8], shared: &Conte
         Arc::clone(&stream),
         metrics,
     );
-    let _ = stream.set_read_timeout(Some(shared.config.idle_timeout));
+    let _ = stream.set_read_timeout(Some(idle_timeout));
     let mut close_deadline = None;
     // Set once the protocol core has failed the connection.
     let mut failed_deadline = None;

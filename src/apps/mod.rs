@@ -22,21 +22,38 @@ use crate::io::config::ServerConfig;
 use crate::server::{Routes, Server};
 
 use chat::api::{AdminApi, Endpoint};
+use chat::config::ChatConfig;
 use chat::Chat;
+use echo::{Echo, EchoConfig};
+
+/// Everything the `socketbox` binary can be told on its command line: the
+/// shell's settings and each application's own.
+#[derive(Debug, Clone, Default)]
+pub struct StandardConfig {
+    /// The shell's: listening, limits, TLS, compression.
+    pub server: ServerConfig,
+    /// `/ws` and `/api/*`.
+    pub chat: ChatConfig,
+    /// `/echo`.
+    pub echo: EchoConfig,
+}
 
 /// The routes of the `socketbox` binary, one line per endpoint. `/echo`
-/// exists only with `echo_enabled` (`--no-echo`: 404); `/api/*` answer 404
+/// exists only with `echo.enabled` (`--no-echo`: 404); `/api/*` answer 404
 /// themselves without `--admin-token`.
-pub fn standard_routes(context: &Arc<Context>) -> io::Result<Routes> {
-    let config = &context.config;
-    let chat = Arc::new(Chat::mount(context)?);
+pub fn standard_routes(
+    context: &Arc<Context>,
+    chat: ChatConfig,
+    echo: EchoConfig,
+) -> io::Result<Routes> {
+    let chat = Arc::new(Chat::mount(context, chat)?);
     let hub = Arc::clone(chat.hub());
     let api = |endpoint| Arc::new(AdminApi::new(Arc::clone(&hub), endpoint));
     let mut routes = Routes::new()
         .websocket("/ws", chat.clone())
         .websocket("/websocket", chat);
-    if config.echo_enabled {
-        routes = routes.websocket("/echo", Arc::new(echo::Echo));
+    if echo.enabled {
+        routes = routes.websocket("/echo", Arc::new(Echo::new(echo)));
     }
     let health = {
         let hub = Arc::clone(&hub);
@@ -61,9 +78,9 @@ pub fn standard_routes(context: &Arc<Context>) -> io::Result<Routes> {
 }
 
 /// The `socketbox` binary's server: [`standard_routes`] bound to
-/// `config.listen`.
-pub fn standard_server(config: ServerConfig) -> io::Result<Server> {
-    let context = Arc::new(Context::new(config));
-    let routes = standard_routes(&context)?;
+/// `config.server.listen`.
+pub fn standard_server(config: StandardConfig) -> io::Result<Server> {
+    let context = Arc::new(Context::new(config.server));
+    let routes = standard_routes(&context, config.chat, config.echo)?;
     Server::bind(context, routes)
 }

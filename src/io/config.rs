@@ -1,62 +1,34 @@
-//! The server's settings, one field per command-line flag (the flag table in
+//! The shell's settings, one field per command-line flag (the flag table in
 //! `PROTOCOL.md` and the README), with the defaults `socketbox` uses when run
-//! with no flags. No RFC governs these; where a value bounds an RFC 6455
-//! rule (the message size behind close 1009, 7.4.1) the field says so.
+//! with no flags: listening, connection limits, the opening handshake, TLS
+//! and compression. Each application keeps its own settings (the chat's in
+//! `apps::chat::config`, the echo's in `apps::echo`); the shell reads only
+//! these. No RFC governs them.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::protocol::origin::OriginPolicy;
 
-/// Everything the server can be told on its command line.
+/// Everything the shell can be told on the command line.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Address to bind; port 0 picks a free port.
     pub listen: String,
-    /// Interval between server PINGs (476) on `/ws`.
-    pub heartbeat: Duration,
-    /// Time a `/ws` connection has to authenticate before close 4001.
-    pub auth_timeout: Duration,
-    /// Coalescing window for online-count notices (SYSTEM 20001).
-    pub presence_interval: Duration,
-    /// Largest online list 10004 serves; past it, ERROR 40003.
-    pub presence_list_max: usize,
-    /// Secret for AUTH tokens; `None` accepts any well-formed id.
-    pub auth_secret: Option<String>,
-    /// Bearer token for `/api/*`; `None` turns the API off (404).
-    pub admin_token: Option<String>,
     /// Origins allowed to upgrade, parsed once at start-up; the default
     /// allows any.
     pub allowed_origins: OriginPolicy,
-    /// Largest message on `/ws`.
-    pub max_message: usize,
-    /// Largest message on `/echo`.
-    pub echo_max_message: usize,
-    /// Whether `/echo` exists.
-    pub echo_enabled: bool,
-    /// Outbound bytes a `/ws` session may have queued before it is dropped.
-    pub max_queue: usize,
     /// Open TCP connections of every kind; past it, 503.
     pub max_connections: usize,
     /// Open TCP connections from one IP address; past it, 503. 0: no limit.
     pub max_connections_per_ip: usize,
     /// Time to send a complete request head.
     pub handshake_timeout: Duration,
-    /// Messages per second a `/ws` session may send (0: no limit).
-    pub rate_limit: u32,
-    /// How long an `/echo` connection may stay silent before it is closed.
-    pub idle_timeout: Duration,
     /// Stack size of each connection thread.
     pub thread_stack: usize,
     /// Print every frame on stderr.
     pub trace: bool,
 
-    // Several nodes over Redis (PROTOCOL.md, *added*; the `redis` feature).
-    /// `--redis URL`: the Redis the nodes share; `None` serves alone.
-    pub redis: Option<String>,
-    /// `--node-id ID`: this node's name in logs and metrics; `None` picks
-    /// a random one.
-    pub node_id: Option<String>,
     // TLS (feature `tls`): both or neither; the command line checks.
     /// PEM certificate chain, leaf first (`--tls-cert`).
     pub tls_cert: Option<PathBuf>,
@@ -99,26 +71,12 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: "127.0.0.1:8080".into(),
-            heartbeat: Duration::from_secs(30),
-            auth_timeout: Duration::from_secs(10),
-            presence_interval: Duration::from_millis(1000),
-            presence_list_max: 1000,
-            auth_secret: None,
-            admin_token: None,
             allowed_origins: OriginPolicy::any(),
-            max_message: 65536,
-            echo_max_message: 16 * 1024 * 1024,
-            echo_enabled: true,
-            max_queue: 1024 * 1024,
             max_connections: 10_000,
             max_connections_per_ip: 0,
             handshake_timeout: Duration::from_secs(10),
-            rate_limit: 0,
-            idle_timeout: Duration::from_secs(300),
             thread_stack: DEFAULT_THREAD_STACK,
             trace: false,
-            redis: None,
-            node_id: None,
             tls_cert: None,
             tls_key: None,
             deflate: false,

@@ -62,7 +62,7 @@ impl AdminApi {
 impl HttpHandler for AdminApi {
     fn respond(&self, exchange: &mut Exchange<'_>) {
         let context = exchange.context();
-        let Some(expected) = &context.config.admin_token else {
+        let Some(expected) = &self.hub.config.admin_token else {
             return exchange.send(404, TEXT, &[], b"not found");
         };
         let offered = exchange

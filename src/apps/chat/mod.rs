@@ -4,6 +4,7 @@
 //!
 //! | module | owns |
 //! | --- | --- |
+//! | [`config`] | the chat's settings (`--heartbeat`, `--max-queue`, ...) |
 //! | [`laxjson`] | the seed client's lax JSON (single-quoted strings) |
 //! | [`message`] | decoding client requests, encoding server messages |
 //! | [`token`] | HMAC-SHA1 (RFC 2104) and the `EXP.HEX` AUTH tokens |
@@ -22,6 +23,7 @@
 //! its presence and timer threads.
 
 pub(crate) mod api;
+pub mod config;
 pub mod laxjson;
 pub mod message;
 #[cfg(feature = "redis")]
@@ -43,6 +45,7 @@ use crate::io::app::Context;
 use crate::io::app::{Upgraded, WebSocketHandler};
 use crate::io::metrics::Metrics;
 
+use config::ChatConfig;
 use message::{MessageTemplate, UserId};
 use online::Due;
 use outbox::Enqueued;
@@ -58,10 +61,11 @@ pub struct Chat {
 }
 
 impl Chat {
-    /// A new chat: its hub, the presence thread that serves it every
-    /// `--presence-interval`, and the timer thread of every session.
-    pub fn mount(context: &Arc<Context>) -> std::io::Result<Chat> {
-        let hub = Arc::new(Hub::default());
+    /// A new chat with these settings: its hub, the presence thread that
+    /// serves it every `--presence-interval`, and the timer thread of every
+    /// session.
+    pub fn mount(context: &Arc<Context>, config: ChatConfig) -> std::io::Result<Chat> {
+        let hub = Arc::new(Hub::new(config));
         let timer = Arc::clone(&hub);
         let timer_context = Arc::clone(context);
         std::thread::Builder::new()
@@ -69,10 +73,10 @@ impl Chat {
             .spawn(move || {
                 timer
                     .timers
-                    .run(timer_context.config.heartbeat, &timer_context.metrics)
+                    .run(timer.config.heartbeat, &timer_context.metrics)
             })?;
         #[cfg(feature = "redis")]
-        if let Some(url) = &context.config.redis {
+        if let Some(url) = &hub.config.redis {
             nodes::join(&hub, context, url)?;
         }
         let presence = Arc::clone(&hub);
@@ -80,7 +84,7 @@ impl Chat {
         std::thread::Builder::new()
             .name("presence".into())
             .spawn(move || {
-                let config = &context.config;
+                let config = &presence.config;
                 presence.run_presence(
                     config.presence_interval,
                     config.presence_list_max,
@@ -179,6 +183,8 @@ impl Drop for HelperSlot<'_> {
 /// The chat state shared by every connection thread.
 #[derive(Debug, Default)]
 pub struct Hub {
+    /// The chat's settings.
+    pub config: ChatConfig,
     /// Who is online.
     pub registry: Registry,
     next_session_id: AtomicU64,
@@ -208,6 +214,14 @@ pub fn unix_millis() -> u64 {
 }
 
 impl Hub {
+    /// An empty chat with these settings.
+    pub fn new(config: ChatConfig) -> Hub {
+        Hub {
+            config,
+            ..Hub::default()
+        }
+    }
+
     /// A fresh, unique session id.
     pub fn next_session_id(&self) -> u64 {
         self.next_session_id.fetch_add(1, Relaxed) + 1

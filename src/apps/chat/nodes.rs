@@ -435,7 +435,7 @@ pub fn join(hub: &Arc<Hub>, context: &Arc<Context>, url: &str) -> std::io::Resul
     let client =
         redis::Client::open(url).map_err(|e| std::io::Error::other(format!("--redis: {e}")))?;
     let instance = random_u64();
-    let me: NodeName = match &context.config.node_id {
+    let me: NodeName = match &hub.config.node_id {
         Some(id) => id.as_str().into(),
         None => format!("node-{:08x}", instance as u32).into(),
     };

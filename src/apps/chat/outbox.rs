@@ -242,6 +242,7 @@ impl Outbox {
         session: Weak<Session>,
         context: &Arc<ServerContext>,
         drainers: Arc<Drainers>,
+        auth_timeout: Duration,
     ) {
         transport::set_write_timeout(&stream, WRITE_STEP);
         let trace = (context.config.trace).then(|| transport::trace_label(&stream, "/ws"));
@@ -253,7 +254,7 @@ impl Outbox {
             trace,
         };
         let mut queue = self.lock();
-        queue.auth_deadline = Some(Instant::now() + context.config.auth_timeout);
+        queue.auth_deadline = Some(Instant::now() + auth_timeout);
         queue.last_life = Instant::now();
         let _ = self.attached.set(attachment);
     }

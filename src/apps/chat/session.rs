@@ -55,7 +55,6 @@ fn read_into_connection(stream: &Socket, outbox: &Outbox, metrics: &Metrics) -> 
 
 /// The reader's view of its session.
 struct Reader<'a> {
-    shared: &'a ServerContext,
     hub: &'a Hub,
     metrics: &'a Metrics,
     session: Arc<Session>,
@@ -70,16 +69,14 @@ pub fn run(
     shared: &Arc<ServerContext>,
     hub: &Hub,
 ) {
-    let config = &shared.config;
     let session = new_session(shared, hub, &stream, deflate);
     let stream = Arc::new(stream);
     let mut end = SessionEnd::begin(shared, hub, &session, &stream);
     let mut reader = Reader {
-        shared,
         hub,
         metrics: &shared.metrics,
         session: Arc::clone(&session),
-        rate: RateLimit::new(config.rate_limit, Instant::now()),
+        rate: RateLimit::new(hub.config.rate_limit, Instant::now()),
     };
     if reader.read_loop(&stream, leftover) == State::Failed {
         end.failed_at = Some(Instant::now());
@@ -96,7 +93,7 @@ fn new_session(
     stream: &Socket,
     deflate: Option<Agreement>,
 ) -> Arc<Session> {
-    let config = &shared.config;
+    let config = &hub.config;
     let session = Arc::new(Session {
         id: hub.next_session_id(),
         user: OnceLock::new(),
@@ -107,12 +104,17 @@ fn new_session(
         *conn = Connection::new(Config {
             max_message: config.max_message,
         });
-        if config.trace {
+        if shared.config.trace {
             conn.trace_frames(&transport::trace_label(stream, "/ws"));
         }
         #[cfg(feature = "deflate")]
         if let Some(agreement) = deflate {
-            use_deflate(&mut conn, &session.outbox, agreement, config);
+            use_deflate(
+                &mut conn,
+                &session.outbox,
+                agreement,
+                shared.config.deflate_min_size,
+            );
         }
         #[cfg(not(feature = "deflate"))]
         let _ = deflate;
@@ -131,13 +133,13 @@ fn use_deflate(
     conn: &mut Connection,
     outbox: &super::outbox::Outbox,
     agreement: Agreement,
-    config: &crate::io::config::ServerConfig,
+    min_size: usize,
 ) {
     let agreement = agreement.without_server_takeover();
-    conn.use_deflate(agreement, config.deflate_min_size);
+    conn.use_deflate(agreement, min_size);
     outbox.compress_messages(super::outbox::MessageDeflate {
         window_bits: agreement.server_max_window_bits,
-        min_size: config.deflate_min_size,
+        min_size,
     });
 }
 
@@ -170,6 +172,7 @@ impl<'a> SessionEnd<'a> {
             Arc::downgrade(session),
             shared,
             hub.drainers(shared.config.connection_stack()),
+            hub.config.auth_timeout,
         );
         hub.timers.add(session);
         shared.metrics.sessions.fetch_add(1, Relaxed);
@@ -344,7 +347,7 @@ impl Reader<'_> {
             return;
         }
         let context = Context {
-            auth_secret: self.shared.config.auth_secret.as_deref(),
+            auth_secret: self.hub.config.auth_secret.as_deref(),
             now_millis: unix_millis(),
             now: Instant::now(),
         };
@@ -394,7 +397,7 @@ impl Reader<'_> {
     /// 10004 from a bound session: SYSTEM 20004 from the hub, or ERROR
     /// 40003 when more ids are online than `--presence-list-max`.
     fn subscribe(&mut self, conn: &mut Connection) {
-        let list_max = self.shared.config.presence_list_max;
+        let list_max = self.hub.config.presence_list_max;
         match self.hub.subscribe(&self.session, list_max, self.metrics) {
             Ok(()) => {
                 conn.trace_note(|| "subscribed to the online list: SYSTEM 20004 queued".to_owned())
@@ -460,7 +463,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (accepted, _) = listener.accept().unwrap();
-        let config = &shared.config;
+        let config = &hub.config;
         let session = Arc::new(Session {
             id: hub.next_session_id(),
             user: OnceLock::new(),
