@@ -271,13 +271,12 @@ impl WebSocketHandler for Echo {
         if let Some(agreement) = upgraded.deflate {
             conn.use_deflate(agreement, upgraded.context.config.deflate_min_size);
         }
-        let idle_timeout = self.config.idle_timeout;
         run(
             upgraded.stream,
             conn,
             &upgraded.leftover,
             upgraded.context,
-            idle_timeout,
+            self.config.idle_timeout,
         );
     }
 }

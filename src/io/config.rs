@@ -1,9 +1,8 @@
 //! The shell's settings, one field per command-line flag (the flag table in
 //! `PROTOCOL.md` and the README), with the defaults `socketbox` uses when run
 //! with no flags: listening, connection limits, the opening handshake, TLS
-//! and compression. Each application keeps its own settings (the chat's in
-//! `apps::chat::config`, the echo's in `apps::echo`); the shell reads only
-//! these. No RFC governs them.
+//! and compression. Each application keeps its own settings, so this layer
+//! names none of them. No RFC governs these.
 
 use std::path::PathBuf;
 use std::time::Duration;
